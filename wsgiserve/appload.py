@@ -1,0 +1,103 @@
+"""Find the WSGI app named by `module:attribute`, with errors that say what was missing."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import os
+import sys
+import traceback
+from typing import Any
+
+from .errors import AppLoadError
+
+
+def load_app(spec: str, chdir: str | None = None) -> Any:
+    """Import `module:attr` (default attr `application`, then `app`) and return the app.
+
+    `module:factory()` and `module:factory(arg, key="v")` call a factory with
+    literal arguments (parsed with `ast.literal_eval`, never eval'd).
+
+    Raises:
+        AppLoadError: with a one-paragraph message naming the problem.
+    """
+    if chdir:
+        os.chdir(chdir)
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    module_name, _, expression = spec.partition(":")
+    if not module_name:
+        raise AppLoadError(f"{spec!r} is not an app: expected MODULE:APP, like myproject.wsgi:app")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name and (module_name == error.name or module_name.startswith(error.name + ".")):
+            raise AppLoadError(
+                f"cannot import {module_name!r}: no module named {error.name!r}. Check the "
+                f"spelling, the current directory ({os.getcwd()}) and PYTHONPATH."
+            ) from None
+        raise AppLoadError(_while_importing(module_name, error)) from None
+    except Exception as error:
+        raise AppLoadError(_while_importing(module_name, error)) from None
+    if expression:
+        app = _resolve(module, module_name, expression)
+    else:
+        app = getattr(module, "application", None) or getattr(module, "app", None)
+    if app is None:
+        raise AppLoadError(
+            f"module {module_name!r} has no 'application' or 'app'; name the app, "
+            f"like {module_name}:myapp"
+        )
+    if not callable(app):
+        raise AppLoadError(f"{spec!r} is a {type(app).__name__}, not a callable WSGI app")
+    return app
+
+
+def _resolve(module: Any, module_name: str, expression: str) -> Any:
+    try:
+        tree = ast.parse(expression.strip(), mode="eval").body
+    except SyntaxError:
+        raise AppLoadError(f"{expression!r} is not a name or a factory call") from None
+    call = tree if isinstance(tree, ast.Call) else None
+    target = call.func if call is not None else tree
+    parts: list[str] = []
+    while isinstance(target, ast.Attribute):
+        parts.insert(0, target.attr)
+        target = target.value
+    if not isinstance(target, ast.Name):
+        raise AppLoadError(f"{expression!r} is not a name or a factory call")
+    parts.insert(0, target.id)
+    value: Any = module
+    for part in parts:
+        if not hasattr(value, part):
+            raise AppLoadError(
+                f"module {module_name!r} has no attribute {'.'.join(parts)!r}"
+            )
+        value = getattr(value, part)
+    if call is None:
+        return value
+    try:
+        args = [ast.literal_eval(arg) for arg in call.args]
+        kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}
+    except ValueError:
+        raise AppLoadError(
+            f"the arguments of {expression!r} must be literals (strings, numbers, ...)"
+        ) from None
+    try:
+        return value(*args, **kwargs)
+    except Exception as error:
+        raise AppLoadError(
+            f"the factory {expression!r} raised {type(error).__name__}: {error}"
+        ) from None
+
+
+def _while_importing(module_name: str, error: BaseException) -> str:
+    frames = traceback.extract_tb(error.__traceback__)
+    where = ""
+    if frames:
+        last = frames[-1]
+        where = f" at {last.filename}:{last.lineno}"
+    return (
+        f"importing {module_name!r} failed{where}: {type(error).__name__}: {error}. "
+        "Fix the error in your module and start again."
+    )

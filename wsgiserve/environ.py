@@ -1,0 +1,156 @@
+"""Pure: a parsed request head plus addresses and settings become a PEP 3333 environ.
+
+Three layers, so that per-request work is one dict copy plus the request's own
+keys: a server template (wsgi.* keys), a connection template (addresses), and
+the request (method, target, headers).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import httptools
+
+from . import __version__
+from .errors import BadRequest, NotImplementedCoding
+
+Environ = dict[str, Any]
+
+# Fields a request may carry once only (RFC 9112 §3.2 for Host; RFC 9110 §5.3 and
+# the single CONTENT_TYPE slot of CGI for Content-Type).
+_SINGLETONS = frozenset({"HTTP_HOST", "CONTENT_TYPE", "CONTENT_LENGTH"})
+
+_KEYS_CACHE_LIMIT = 4096
+_keys: dict[bytes, str | None] = {}
+_methods: dict[bytes, str] = {}
+
+
+def header_key(name: bytes) -> str | None:
+    """The environ key for a header name as sent, or None when the field is dropped.
+
+    Names containing "_" are dropped: CGI maps "-" to "_", so `Content_Length`
+    would otherwise collide with `Content-Length` (RFC 9110 §17.10).
+    """
+    try:
+        return _keys[name]
+    except KeyError:
+        pass
+    key: str | None
+    if b"_" in name:
+        key = None
+    else:
+        upper = name.decode("latin-1").upper().replace("-", "_")
+        key = upper if upper in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + upper
+    if len(_keys) < _KEYS_CACHE_LIMIT:
+        _keys[name] = key
+    return key
+
+
+def server_environ(scheme: str, multiprocess: bool, file_wrapper: Any) -> Environ:
+    """The keys every request of one server shares."""
+    return {
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scheme,
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": multiprocess,
+        "wsgi.run_once": False,
+        "wsgi.file_wrapper": file_wrapper,
+        "wsgi.input_terminated": True,
+        "SCRIPT_NAME": "",
+        "SERVER_SOFTWARE": f"wsgiserve/{__version__}",
+    }
+
+
+def connection_environ(base: Environ, sockname: Any, peername: Any) -> Environ:
+    """`base` plus the addresses of one connection (TCP tuples, or a unix path string)."""
+    environ = base.copy()
+    if isinstance(sockname, tuple):
+        environ["SERVER_NAME"] = str(sockname[0])
+        environ["SERVER_PORT"] = str(sockname[1])
+    else:
+        environ["SERVER_NAME"] = "localhost"
+        environ["SERVER_PORT"] = ""
+    if isinstance(peername, tuple):
+        environ["REMOTE_ADDR"] = str(peername[0])
+        environ["REMOTE_PORT"] = str(peername[1])
+    else:
+        environ["REMOTE_ADDR"] = ""
+    return environ
+
+
+def _split_target(method: str, target: bytes) -> tuple[bytes, bytes, str | None]:
+    """(path, query, authority) from a request-target (RFC 9112 §3.2)."""
+    if target[:1] == b"/":
+        path, _, query = target.partition(b"?")
+        if b"#" in path:
+            path = path.partition(b"#")[0]
+            query = b""
+        elif b"#" in query:
+            query = query.partition(b"#")[0]
+        return path, query, None
+    if method == "CONNECT":
+        raise NotImplementedCoding("CONNECT is not supported")  # RFC 9110 §9.3.6: for proxies
+    if target == b"*":
+        if method != "OPTIONS":
+            raise BadRequest("asterisk-form is only for OPTIONS")
+        return b"*", b"", None
+    try:
+        url = httptools.parse_url(target)
+    except httptools.HttpParserInvalidURLError:
+        raise BadRequest("unparseable request-target") from None
+    if not url.schema or url.host is None:
+        raise BadRequest("request-target is neither origin- nor absolute-form")
+    if url.userinfo:
+        raise BadRequest("userinfo in the request-target")  # RFC 9110 §4.2.4
+    authority = url.host.decode("latin-1")
+    if url.port is not None:
+        authority += f":{url.port}"
+    return url.path or b"/", url.query or b"", authority
+
+
+def request_environ(
+    base: Environ,
+    method: bytes,
+    target: bytes,
+    version: str,
+    headers: Iterable[tuple[bytes, bytes]],
+    body: Any,
+) -> Environ:
+    """The environ of one request; raises `BadRequest` for a repeated singleton field."""
+    environ = base.copy()
+    method_str = _methods.get(method)
+    if method_str is None:
+        method_str = method.decode("ascii")
+        if len(_methods) < 64:
+            _methods[method] = method_str
+    path, query, authority = _split_target(method_str, target)
+    environ["REQUEST_METHOD"] = method_str
+    environ["PATH_INFO"] = (
+        unquote_to_bytes(path).decode("latin-1") if b"%" in path else path.decode("latin-1")
+    )
+    environ["QUERY_STRING"] = query.decode("latin-1")
+    raw = target.decode("latin-1")
+    environ["RAW_URI"] = raw
+    environ["REQUEST_URI"] = raw
+    environ["SERVER_PROTOCOL"] = "HTTP/" + version
+    environ["wsgi.input"] = body
+    for name, value in headers:
+        key = header_key(name)
+        if key is None:
+            continue
+        text = value.decode("latin-1")
+        if key in environ:
+            if key in _SINGLETONS:
+                raise BadRequest(f"repeated {name.decode('latin-1')} field")
+            separator = "; " if key == "HTTP_COOKIE" else ", "
+            environ[key] += separator + text
+        else:
+            environ[key] = text
+    if authority is not None:
+        # RFC 9112 §3.2.2: with an absolute-form target the target's authority wins.
+        environ["HTTP_HOST"] = authority
+    return environ

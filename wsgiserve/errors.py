@@ -1,0 +1,80 @@
+"""Errors that carry their own HTTP answer, and start-up errors that carry a user-facing message."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+
+class HTTPError(Exception):
+    """A request the server refuses before (or instead of) calling the app.
+
+    Each subclass fixes its status; the connection is always closed after the
+    canned response, so nothing after the offending bytes is ever parsed.
+    """
+
+    status: int = 400
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail or HTTPStatus(self.status).phrase)
+        self.detail = detail or HTTPStatus(self.status).phrase
+
+    def response_bytes(self, date_line: bytes = b"", server_line: bytes = b"") -> bytes:
+        """The complete HTTP/1.1 response for this error, ending with `Connection: close`."""
+        phrase = HTTPStatus(self.status).phrase
+        body = f"{self.status} {phrase}\n".encode("ascii")
+        return (
+            f"HTTP/1.1 {self.status} {phrase}\r\n".encode("ascii")
+            + date_line
+            + server_line
+            + b"Content-Type: text/plain; charset=utf-8\r\n"
+            + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+            + body
+        )
+
+
+class BadRequest(HTTPError):
+    status = 400
+
+
+class PayloadTooLarge(HTTPError):
+    status = 413
+
+
+class URITooLong(HTTPError):
+    status = 414
+
+
+class ExpectationFailed(HTTPError):
+    status = 417
+
+
+class HeaderFieldsTooLarge(HTTPError):
+    status = 431
+
+
+class NotImplementedCoding(HTTPError):
+    """A transfer coding or method we do not implement (RFC 9110 §15.6.2)."""
+
+    status = 501
+
+
+class VersionNotSupported(HTTPError):
+    status = 505
+
+
+class ClientDisconnected(OSError):
+    """Raised in a worker thread when the client went away mid-request or mid-response."""
+
+
+class BodyFramingError(OSError):
+    """Raised by `wsgi.input` when the request body turned out malformed or truncated."""
+
+
+class StartupError(Exception):
+    """A problem that stops the server from starting; the message is shown to the user as is."""
+
+    exit_code = 1
+
+
+class AppLoadError(StartupError):
+    exit_code = 4

@@ -1,0 +1,123 @@
+"""The per-request object that crosses the hop.
+
+Built on the loop thread (environ, body, what the client asked for), then used
+by exactly one worker thread. Its worker-side methods only *post* to the loop:
+bytes to write, the end of the response, an abort. The loop-side callbacks
+live on the connection's protocol and are reached through `Connection`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Protocol
+
+from .environ import Environ
+from .flow import WriteGate
+
+log = logging.getLogger("wsgiserve.error")
+
+DRAIN_LIMIT = 64 * 1024  # unread request-body bytes we read and drop to keep a connection
+
+
+class ServerClock:
+    """Values shared by every connection of a server, refreshed by the loop once a second."""
+
+    __slots__ = ("access_log", "date_header", "draining", "now", "server_header")
+
+    def __init__(self, server_name: str) -> None:
+        self.date_header = ""
+        self.server_header = f"Server: {server_name}\r\n"
+        self.draining = False
+        self.now = 0.0
+        self.access_log: Any = None  # a callable(exchange, status, sent) or None
+
+
+class Connection(Protocol):
+    """What an exchange needs from its connection; every method runs on the loop thread."""
+
+    def on_send(self, data: bytes) -> None: ...
+    def on_end(self, ending: tuple[bytes, bool]) -> None: ...
+    def on_abort(self, exchange: Exchange) -> None: ...
+
+
+class Body(Protocol):
+    complete: bool
+    expect_continue: bool
+
+    def remaining(self) -> int | None: ...
+
+
+class Exchange:
+    __slots__ = (
+        "body",
+        "clock",
+        "connection",
+        "environ",
+        "error",
+        "gate",
+        "head_request",
+        "keep_alive",
+        "post",
+        "started_at",
+        "upgrade",
+        "version",
+    )
+
+    def __init__(
+        self,
+        connection: Connection,
+        environ: Environ,
+        body: Any,
+        version: str,
+        keep_alive: bool,
+        gate: WriteGate,
+        clock: ServerClock,
+        post: Any,
+    ) -> None:
+        self.connection = connection
+        self.environ = environ
+        self.body = body
+        self.version = version
+        self.head_request = environ["REQUEST_METHOD"] == "HEAD"
+        self.keep_alive = keep_alive
+        self.gate = gate
+        self.clock = clock
+        self.post = post
+        self.upgrade = False
+        self.error: Exception | None = None
+        self.started_at = time.monotonic()
+
+    # -- worker thread -----------------------------------------------------------------
+
+    def no_body(self, code: int) -> bool:
+        """Responses that carry no body (RFC 9110 §6.4.1): HEAD, 1xx, 204, 304."""
+        return self.head_request or code < 200 or code == 204 or code == 304
+
+    def may_keep_alive(self) -> bool:
+        """Whether the connection can carry another request after this response."""
+        if not self.keep_alive or self.clock.draining:
+            return False
+        body = self.body
+        if body.complete:
+            return True
+        if body.expect_continue:
+            return False  # the client may or may not send the body it asked about
+        remaining = body.remaining()
+        return remaining is not None and remaining <= DRAIN_LIMIT
+
+    def send(self, data: bytes) -> None:
+        self.gate.reserve(len(data))
+        self.post(self.connection.on_send, data)
+
+    def end(self, data: bytes, keep_alive: bool) -> None:
+        if data:
+            self.gate.reserve(len(data))
+        self.post(self.connection.on_end, (data, keep_alive))
+
+    def abort(self) -> None:
+        self.post(self.connection.on_abort, self)
+
+    def log_error(self, message: str) -> None:
+        environ = self.environ
+        log.error("%s %s: %s", environ["REQUEST_METHOD"], environ["PATH_INFO"], message)

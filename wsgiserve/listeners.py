@@ -1,0 +1,136 @@
+"""Bind specs become listening sockets: HOST:PORT, [IPv6]:PORT, unix:PATH, fd://N."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import stat
+from dataclasses import dataclass
+
+from .errors import StartupError
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A listening socket and how to show its address to people."""
+
+    sock: socket.socket
+    url: str  # "http://127.0.0.1:8000", "http://[::1]:8000" or "unix:/run/app.sock"
+
+    @property
+    def port(self) -> int | None:
+        address = self.sock.getsockname()
+        return int(address[1]) if isinstance(address, tuple) else None
+
+
+def parse_bind(spec: str) -> tuple[str, str | int]:
+    """("tcp", "host:port") style split: ("unix", path), ("fd", n) or (host, port)."""
+    if spec.startswith("unix:"):
+        path = spec[5:]
+        if not path:
+            raise StartupError(f"bind {spec!r}: unix: needs a path")
+        return "unix", path
+    if spec.startswith("fd://"):
+        try:
+            return "fd", int(spec[5:])
+        except ValueError:
+            raise StartupError(f"bind {spec!r}: fd:// needs a file descriptor number") from None
+    if spec.startswith("["):
+        host, sep, rest = spec[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise StartupError(f"bind {spec!r}: expected [IPv6]:PORT")
+        port_text = rest[1:] or "8000"
+    elif spec.count(":") > 1:
+        raise StartupError(f"bind {spec!r}: put an IPv6 address in brackets, like [::1]:8000")
+    else:
+        host, _, port_text = spec.partition(":")
+        port_text = port_text or "8000"
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise StartupError(f"bind {spec!r}: {port_text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise StartupError(f"bind {spec!r}: port {port} is out of range")
+    return host or "0.0.0.0", port
+
+
+def open_listener(spec: str, backlog: int) -> Listener:
+    """Bind and listen; raise `StartupError` with a readable message on failure."""
+    kind, where = parse_bind(spec)
+    if kind == "unix":
+        return _unix(str(where), backlog)
+    if kind == "fd":
+        sock = socket.socket(fileno=int(where))
+        sock.setblocking(False)
+        return Listener(sock, _url(sock))
+    return _tcp(kind, int(where), backlog, spec)
+
+
+def _tcp(host: str, port: int, backlog: int, spec: str) -> Listener:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise StartupError(f"cannot bind {spec}: unknown host {host!r} ({error})") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise StartupError(
+                f"cannot bind {spec}: the address is already in use. Another server (perhaps "
+                "another wsgiserve) is listening there; stop it or choose another port with -b."
+            ) from None
+        raise StartupError(f"cannot bind {spec}: {error.strerror or error}") from None
+    sock.setblocking(False)
+    return Listener(sock, _url(sock))
+
+
+def _unix(path: str, backlog: int) -> Listener:
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(path)
+            except OSError:
+                os.unlink(path)  # a stale socket left by a server that died
+            else:
+                probe.close()
+                raise StartupError(f"cannot bind unix:{path}: a server is already listening there")
+            finally:
+                probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(backlog)
+    except OSError as error:
+        sock.close()
+        raise StartupError(f"cannot bind unix:{path}: {error.strerror or error}") from None
+    sock.setblocking(False)
+    return Listener(sock, f"unix:{path}")
+
+
+def _url(sock: socket.socket) -> str:
+    address = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{address}"
+    host, port = address[0], address[1]
+    if sock.family == socket.AF_INET6:
+        return f"http://[{host}]:{port}"
+    return f"http://{host}:{port}"
+
+
+def close_listener(listener: Listener) -> None:
+    """Close the socket and remove a unix socket file we created."""
+    address = listener.sock.getsockname() if listener.sock.fileno() >= 0 else None
+    listener.sock.close()
+    if listener.url.startswith("unix:") and isinstance(address, str) and address:
+        with contextlib.suppress(OSError):
+            os.unlink(address)

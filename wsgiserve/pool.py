@@ -1,0 +1,146 @@
+"""The hop between the event loop and the worker threads.
+
+Jobs go in through a `queue.SimpleQueue` (C-implemented, no lock dance in
+Python). Results come back as `(callback, argument)` pairs on a deque; the first
+worker to post into an empty batch schedules one `call_soon_threadsafe`, and the
+loop then runs every pair queued by the time it gets there. Under load many
+completions share one wake-up, which is what keeps the hop cheap.
+
+Thread ownership: `submit`, `admit`, `finished` and `statistics` run on the loop
+thread; `post` runs on any thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+log = logging.getLogger("wsgiserve.error")
+
+Job = TypeVar("Job")
+
+_STOP = object()
+
+
+class WorkerPool(Generic[Job]):
+    """A fixed set of threads that run `handler(job)` for every submitted job.
+
+    Args:
+        handler: called in a worker thread for each job; it must not raise.
+        threads: how many worker threads to run.
+        call_soon_threadsafe: the loop's `call_soon_threadsafe`, used to wake it.
+        max_waiting: jobs allowed to wait for a free thread before `admit`
+            says no and the caller must stop reading from its socket.
+    """
+
+    def __init__(
+        self,
+        handler: Callable[[Job], None],
+        threads: int,
+        call_soon_threadsafe: Callable[..., Any],
+        max_waiting: int | None = None,
+    ) -> None:
+        self._handler = handler
+        self._size = threads
+        self._call_soon_threadsafe = call_soon_threadsafe
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._completions: collections.deque[tuple[Callable[[Any], None], Any]] = (
+            collections.deque()
+        )
+        self._wake_pending = False
+        self._threads: list[threading.Thread] = []
+        self._limit = threads + (max_waiting if max_waiting is not None else 4 * threads)
+        # Loop-thread counters: jobs handed in and not yet reported finished.
+        self._in_flight = 0
+        self._waiters: collections.deque[Callable[[], None]] = collections.deque()
+        self.wakeups = 0
+
+    def start(self) -> None:
+        for number in range(self._size):
+            thread = threading.Thread(
+                target=self._work, name=f"wsgiserve-worker-{number}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    # -- loop thread -----------------------------------------------------------------
+
+    def admit(self, waiter: Callable[[], None]) -> bool:
+        """True if a job may be submitted now; otherwise `waiter()` is called once room frees up."""
+        if self._in_flight < self._limit:
+            return True
+        self._waiters.append(waiter)
+        return False
+
+    def submit(self, job: Job) -> None:
+        self._in_flight += 1
+        self._jobs.put(job)
+
+    def finished(self) -> None:
+        """Report that one submitted job has completed (called on the loop thread)."""
+        self._in_flight -= 1
+        while self._waiters and self._in_flight < self._limit:
+            self._waiters.popleft()()
+
+    def statistics(self) -> dict[str, int]:
+        busy = min(self._in_flight, self._size)
+        return {
+            "threads": self._size,
+            "busy": busy,
+            "idle": self._size - busy,
+            "waiting": max(0, self._in_flight - self._size),
+            "parked": len(self._waiters),
+        }
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask every thread to exit once the jobs queued before this call are done."""
+        for _ in self._threads:
+            self._jobs.put(_STOP)
+        for thread in self._threads:
+            thread.join(timeout)
+
+    # -- any thread --------------------------------------------------------------------
+
+    def post(self, callback: Callable[[Any], None], argument: Any) -> None:
+        """Run `callback(argument)` on the loop thread, batched with other posts."""
+        self._completions.append((callback, argument))
+        if not self._wake_pending:
+            self._wake_pending = True
+            try:  # noqa: SIM105 - a plain try is cheaper than suppress() on this hot path
+                self._call_soon_threadsafe(self._drain)
+            except RuntimeError:  # the loop is closed: the server is gone, nobody to tell
+                pass
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        # Clear the flag before popping: a post that lands after this line
+        # schedules a fresh wake-up, so nothing is ever left behind.
+        self._wake_pending = False
+        self.wakeups += 1
+        pop = self._completions.popleft
+        while True:
+            try:
+                callback, argument = pop()
+            except IndexError:
+                return
+            try:
+                callback(argument)
+            except Exception:
+                log.exception("error in a completion callback")
+
+    def _work(self) -> None:
+        get = self._jobs.get
+        handler = self._handler
+        while True:
+            job = get()
+            if job is _STOP:
+                return
+            try:
+                handler(job)
+            except BaseException:  # the handler catches app errors; this is a last resort
+                log.exception("unexpected error in a worker thread")

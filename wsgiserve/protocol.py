@@ -1,0 +1,420 @@
+"""Loop thread only: one `HttpProtocol` per connection.
+
+It owns the transport and the httptools parser, builds an `Exchange` per
+request, hands exchanges to the pool one at a time (pipelined requests wait
+their turn, and reading pauses while they do), writes what the worker posts
+back, and decides when the connection ends. Nothing here blocks or calls the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import logging
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+from . import validate
+from .body import EMPTY_BODY, RequestBody
+from .environ import connection_environ, request_environ
+from .errors import (
+    BadRequest,
+    BodyFramingError,
+    ClientDisconnected,
+    HeaderFieldsTooLarge,
+    HTTPError,
+    NotImplementedCoding,
+    URITooLong,
+)
+from .exchange import Exchange
+from .flow import WriteGate
+
+if TYPE_CHECKING:
+    from .server import Server
+
+log = logging.getLogger("wsgiserve.error")
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class Phase(enum.Enum):
+    """Where the connection is; transitions happen only in the methods named beside each."""
+
+    IDLE = "idle"  # between requests, nothing received yet (__init__, _next)
+    ACTIVE = "active"  # bytes of a request arrived; it may be waiting or running (data_received)
+    CLOSED = "closed"  # the transport is closing or gone (_close, connection_lost)
+
+
+class Paused(enum.IntFlag):
+    """Why reading is paused; reading resumes when no reason is left."""
+
+    BODY = 1  # the current request's body buffer is full
+    PIPELINE = 2  # parsed requests are waiting behind the one in the app
+    POOL = 4  # every thread is busy and the pool's queue is full
+
+
+class _ParserStop(Exception):
+    """Raised in a parser callback to stop parsing; the reason is in `_error`."""
+
+
+class HttpProtocol(asyncio.Protocol):
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.settings = server.settings
+        self.phase = Phase.IDLE
+        self.idle_since = server.clock.now
+        self.transport: asyncio.Transport | None = None
+        self.gate = WriteGate()
+        self._parser = httptools.HttpRequestParser(self)
+        self._environ_base: dict[str, Any] = {}
+        self._paused = Paused(0)
+        self._pipeline: collections.deque[Exchange | HTTPError] = collections.deque()
+        self._current: Exchange | None = None  # in the pool or the app
+        self._responded = False  # the current response has begun on the wire
+        self._receiving: Exchange | None = None  # whose body is arriving
+        self._raw_body = False  # after a declined Upgrade, bytes go to the body unparsed
+        self._stop_parsing = False  # no request after the current ones will be served
+        self._error: HTTPError | None = None
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._in_head = False
+        self._head_bytes = 0
+        self._field_count = 0
+
+    # -- asyncio callbacks ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        self._environ_base = connection_environ(
+            self.server.environ_base,
+            transport.get_extra_info("sockname"),
+            transport.get_extra_info("peername"),
+        )
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            log.debug("connection lost: %s", exc)
+        self.phase = Phase.CLOSED
+        self.transport = None
+        self.server.connections.discard(self)
+        self.gate.abort()
+        gone = ClientDisconnected("client disconnected")
+        if self._current is not None and isinstance(self._current.body, RequestBody):
+            self._current.body.fail(gone)
+        self._pipeline.clear()
+
+    def pause_writing(self) -> None:
+        self.gate.pause()
+
+    def resume_writing(self) -> None:
+        self.gate.resume()
+
+    def eof_received(self) -> bool:
+        # The client finished sending. A request in flight still gets its response
+        # (half-close); a half-received request can never complete.
+        receiving = self._receiving
+        if receiving is not None and isinstance(receiving.body, RequestBody):
+            receiving.body.fail(BodyFramingError("the request body was cut short"))
+        self._stop_parsing = True
+        # With nothing to answer, returning False lets the transport close.
+        return self._current is not None or bool(self._pipeline)
+
+    def data_received(self, data: bytes) -> None:
+        if self._stop_parsing:
+            return
+        self.phase = Phase.ACTIVE
+        self.idle_since = self.server.clock.now
+        if self._raw_body:
+            self._feed_raw(data)
+            return
+        if self._receiving is None:
+            self._head_bytes += len(data)
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._upgrade(data[upgrade.args[0] :] if upgrade.args else b"")
+        except httptools.HttpParserError as error:
+            self._parse_failed(error)
+        if not self._stop_parsing and self._head_bytes > self.server.head_limit:
+            self._refuse(HeaderFieldsTooLarge("request head too large"))
+        self._dispatch()
+
+    # -- httptools callbacks -----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._in_head = True
+        self._field_count = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.settings.limit_request_line:
+            self._error = URITooLong("request line too long")
+            raise _ParserStop
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._field_count += 1
+        settings = self.settings
+        if self._field_count > settings.limit_request_fields:
+            self._error = HeaderFieldsTooLarge("too many header fields")
+            raise _ParserStop
+        if len(name) + len(value) + 4 > settings.limit_request_field_size:
+            self._error = HeaderFieldsTooLarge("header field too large")
+            raise _ParserStop
+        if self._in_head:
+            self._headers.append((name, value))
+        # else: a trailer field. RFC 9112 §7.1.2: never merged into the header section.
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        parser = self._parser
+        method = parser.get_method()
+        version = parser.get_http_version()
+        if len(method) + len(self._url) + 10 > self.settings.limit_request_line:
+            self._error = URITooLong("request line too long")
+            raise _ParserStop
+        try:
+            validate.check_version(version)
+            environ = request_environ(
+                self._environ_base, method, self._url, version, self._headers, EMPTY_BODY
+            )
+            validate.check_request(environ, version)
+        except HTTPError as error:
+            self._error = error
+            raise _ParserStop from None
+        keep_alive = validate.keep_alive_requested(environ, version)
+        exchange = Exchange(
+            self, environ, EMPTY_BODY, version, keep_alive, self.gate, self.server.clock,
+            self.server.pool.post,
+        )
+        if "HTTP_TRANSFER_ENCODING" in environ or environ.get("CONTENT_LENGTH", "0") != "0":
+            length = environ.get("CONTENT_LENGTH")
+            body = RequestBody(
+                self._body_wanted_callback(),
+                int(length) if length is not None else None,
+                validate.wants_continue(environ, version),
+            )
+            environ["wsgi.input"] = exchange.body = body
+        if parser.should_upgrade():
+            # We never switch protocols (RFC 9110 §7.8 lets us decline); the body is
+            # framed by us and the connection closes after the response.
+            exchange.upgrade = True
+            exchange.keep_alive = False
+        self._receiving = exchange
+        self._pipeline.append(exchange)
+
+    def on_body(self, data: bytes) -> None:
+        receiving = self._receiving
+        if receiving is not None and receiving.body.feed(data):
+            self._pause(Paused.BODY)
+
+    def on_message_complete(self) -> None:
+        receiving = self._receiving
+        if receiving is None or receiving.upgrade:
+            return
+        self._receiving = None
+        if receiving.body is not EMPTY_BODY:
+            receiving.body.finish()
+        if not receiving.keep_alive:
+            self._stop_parsing = True
+
+    # -- parsing outcomes ---------------------------------------------------------------------
+
+    def _parse_failed(self, error: Exception) -> None:
+        if self._stop_parsing and self._receiving is None:
+            return  # bytes after a `Connection: close` request are ignored (RFC 9112 §9.6)
+        http_error = self._error
+        if http_error is None:
+            http_error = BadRequest(str(error) or "malformed request")
+            if isinstance(error, httptools.HttpParserInvalidMethodError):
+                http_error = NotImplementedCoding("unknown method")
+        receiving = self._receiving
+        if receiving is not None:
+            # The error came in the body of a request we already took in.
+            self._receiving = None
+            receiving.keep_alive = False
+            if receiving is self._current:
+                receiving.body.fail(BodyFramingError(http_error.detail))
+                self._stop_parsing = True
+                return
+            self._pipeline.remove(receiving)
+        self._refuse(http_error)
+
+    def _refuse(self, error: HTTPError) -> None:
+        """Answer `error` once the requests before it are answered, then close."""
+        log.debug("refusing a request: %s", error.detail)
+        self._stop_parsing = True
+        self._pipeline.append(error)
+
+    def _upgrade(self, rest: bytes) -> None:
+        exchange = self._receiving
+        if exchange is None:
+            self._refuse(BadRequest("unexpected upgrade"))
+            return
+        if exchange.environ["REQUEST_METHOD"] == "CONNECT":
+            self._pipeline.remove(exchange)
+            self._receiving = None
+            self._refuse(NotImplementedCoding("CONNECT is not supported"))
+            return
+        body = exchange.body
+        if isinstance(body, RequestBody) and body.content_length is None:
+            self._pipeline.remove(exchange)
+            self._receiving = None
+            self._refuse(BadRequest("chunked body on an Upgrade request"))
+            return
+        self._stop_parsing = False
+        self._raw_body = True
+        self._feed_raw(rest)
+
+    def _feed_raw(self, data: bytes) -> None:
+        exchange = self._receiving
+        if exchange is None:
+            return
+        body = exchange.body
+        if isinstance(body, RequestBody):
+            remaining = body.remaining() or 0
+            if data and body.feed(data[:remaining]):
+                self._pause(Paused.BODY)
+            if body.remaining() == 0:
+                body.finish()
+            else:
+                return
+        self._receiving = None
+        self._stop_parsing = True
+
+    # -- dispatch and completion -----------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        """Start the next pipelined request if none is in the app."""
+        while self._current is None and self._pipeline and self.transport is not None:
+            item = self._pipeline[0]
+            if isinstance(item, HTTPError):
+                self._pipeline.clear()
+                clock = self.server.clock
+                self.transport.write(
+                    item.response_bytes(
+                        clock.date_header.encode("latin-1"), clock.server_header.encode("latin-1")
+                    )
+                )
+                self._close()
+                return
+            pool = self.server.pool
+            if not pool.admit(self._admitted):
+                self._pause(Paused.POOL)
+                return
+            self._pipeline.popleft()
+            self._current = item
+            self._responded = False
+            pool.submit(item)
+        if self._pipeline:
+            self._pause(Paused.PIPELINE)
+        else:
+            self._resume(Paused.PIPELINE)
+
+    def _admitted(self) -> None:
+        self._resume(Paused.POOL)
+        self._dispatch()
+
+    def _body_wanted_callback(self) -> Any:
+        post = self.server.pool.post
+        callback = self._on_body_wanted
+
+        def wake_loop() -> None:
+            post(callback, None)
+
+        return wake_loop
+
+    def _on_body_wanted(self, _: None) -> None:
+        current = self._current
+        if current is None or self.transport is None:
+            return
+        body = current.body
+        if not isinstance(body, RequestBody):
+            return
+        if body.continue_requested and not body.continue_sent:
+            body.continue_sent = True
+            if not self._responded:  # RFC 9110 §10.1.1: no 100 once the final response began
+                self.transport.write(CONTINUE)
+        if body.paused_reading:
+            body.paused_reading = False
+            self._resume(Paused.BODY)
+
+    def on_send(self, data: bytes) -> None:
+        self._responded = True
+        transport = self.transport
+        if transport is not None:
+            transport.write(data)
+        self.gate.written(len(data))
+
+    def on_end(self, ending: tuple[bytes, bool]) -> None:
+        data, keep_alive = ending
+        self.server.pool.finished()
+        exchange = self._current
+        self._current = None
+        transport = self.transport
+        if transport is None:
+            return
+        if data:
+            transport.write(data)
+            self.gate.written(len(data))
+        if not keep_alive or exchange is None or not exchange.keep_alive:
+            self._close()
+            return
+        if self._receiving is exchange and isinstance(exchange.body, RequestBody):
+            exchange.body.discard()  # read and drop the rest of the unread body
+            if exchange.body.paused_reading:
+                exchange.body.paused_reading = False
+                self._resume(Paused.BODY)
+        self._next()
+
+    def on_abort(self, exchange: Exchange) -> None:
+        self.server.pool.finished()
+        self._current = None
+        if self.transport is not None:
+            self.transport.abort()
+            self.phase = Phase.CLOSED
+
+    def _next(self) -> None:
+        if self._pipeline:
+            self._dispatch()
+        elif self._stop_parsing:
+            self._close()
+        elif self._receiving is None and not self._in_head:
+            self.phase = Phase.IDLE
+            self.idle_since = self.server.clock.now
+            self._resume(Paused.PIPELINE)
+
+    # -- connection control ---------------------------------------------------------------
+
+    def _pause(self, reason: Paused) -> None:
+        if not self._paused and self.transport is not None:
+            self.transport.pause_reading()
+        self._paused |= reason
+
+    def _resume(self, reason: Paused) -> None:
+        if not self._paused & reason:
+            return
+        self._paused &= ~reason
+        if not self._paused and self.transport is not None:
+            self.transport.resume_reading()
+
+    def _close(self) -> None:
+        self.phase = Phase.CLOSED
+        if self.transport is not None:
+            self.transport.close()
+
+    def in_flight(self) -> bool:
+        """True while a request is waiting for, or running in, the app."""
+        return self._current is not None or bool(self._pipeline)
+
+    def close_if_idle(self) -> bool:
+        """Close the connection unless a request is in flight (shutdown, idle timeout)."""
+        if self.phase is Phase.CLOSED or self.in_flight():
+            return False
+        self._close()
+        return True

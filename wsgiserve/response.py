@@ -1,0 +1,289 @@
+"""Worker side: `start_response`, header checks, the framing decision and the response head.
+
+One `Response` per request, used only by the worker thread running the app.
+It never touches a socket: finished bytes go to the `Exchange`, which posts
+them to the loop.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from http import HTTPStatus
+from types import TracebackType
+from typing import IO
+
+from .exchange import Exchange
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+WriteCallable = Callable[[bytes], None]
+
+# RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ]
+_STATUS = re.compile(r"[1-9][0-9]{2}(?: [\t\x20-\x7e\x80-\xff]*)?")
+# RFC 9110 §5.1 token, and §5.5 field-value characters (no CTLs but HTAB).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Hop-by-hop fields belong to the server (PEP 3333 "Other HTTP Features").
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "upgrade",
+                         "proxy-connection", "trailer"})
+
+_CACHE_LIMIT = 1024
+_status_lines: dict[str, tuple[bytes, int]] = {}
+_good_names: set[str] = set()
+
+
+class InvalidResponse(Exception):
+    """The app's status or headers cannot be sent; the request gets a 500 instead."""
+
+
+class _Truncated(Exception):
+    """The app sent less than its Content-Length: the connection must be aborted."""
+
+    def __str__(self) -> str:
+        return "the app sent less than its Content-Length"
+
+
+class FileWrapper:
+    """`wsgi.file_wrapper`: iterate a file-like object in blocks, and close it when done."""
+
+    def __init__(self, filelike: IO[bytes], blksize: int = 64 * 1024) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        close = getattr(filelike, "close", None)
+        if close is not None:
+            self.close = close
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = self.filelike.read
+        while True:
+            block = read(self.blksize)
+            if not block:
+                return
+            yield block
+
+
+def status_line(status: str) -> tuple[bytes, int]:
+    """(b"HTTP/1.1 200 OK\\r\\n", 200), validated and cached."""
+    cached = _status_lines.get(status)
+    if cached is not None:
+        return cached
+    if type(status) is not str or not _STATUS.fullmatch(status):
+        raise InvalidResponse(f"invalid status {status!r}")
+    code = int(status[:3])
+    if len(status) == 3:
+        try:
+            status = f"{code} {HTTPStatus(code).phrase}"
+        except ValueError:
+            status = f"{code} "
+    line = (f"HTTP/1.1 {status}\r\n".encode("latin-1"), code)
+    if len(_status_lines) < _CACHE_LIMIT:
+        _status_lines[status] = line
+    return line
+
+
+class Response:
+    """The state of one response, driven by the app through `start_response` and `write`."""
+
+    __slots__ = (
+        "_code",
+        "_content_length",
+        "_ending",
+        "_exchange",
+        "_headers",
+        "_status_line",
+        "chunked",
+        "close_after",
+        "head_sent",
+        "sent",
+        "started",
+    )
+
+    def __init__(self, exchange: Exchange) -> None:
+        self._exchange = exchange
+        self._status_line = b""
+        self._code = 0
+        self._headers = b""
+        self._content_length: int | None = None
+        self.started = False
+        self.head_sent = False
+        self.chunked = False
+        self.close_after = False
+        self.sent = 0  # body bytes sent
+        self._ending: bytes | None = None
+
+    @property
+    def code(self) -> int:
+        return self._code
+
+    # -- PEP 3333 ----------------------------------------------------------------------
+
+    def start_response(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        exc_info: ExcInfo | None = None,
+    ) -> WriteCallable:
+        if exc_info is not None:
+            try:
+                if self.head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.started:
+            raise AssertionError("start_response called a second time without exc_info")
+        self._status_line, self._code = status_line(status)
+        self._prepare_headers(headers)
+        self.started = True
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """Send one body block (the `write()` callable, and each block of the iterable)."""
+        if not self.started:
+            raise AssertionError("write() before start_response()")
+        if type(data) is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"the app produced {type(data).__name__}, not bytes")
+            data = bytes(data)
+        if not data:
+            return
+        exchange = self._exchange
+        if exchange.no_body(self._code):
+            if not self.head_sent:
+                self._send(self._head(None))
+            return
+        length = self._content_length
+        if length is not None and self.sent + len(data) > length:
+            data = data[: length - self.sent]
+            self.close_after = True
+            exchange.log_error("the app sent more than its Content-Length; extra bytes dropped")
+            if not data:
+                return
+        self.sent += len(data)
+        head = b"" if self.head_sent else self._head(None)  # decides `chunked`
+        if self.chunked:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        self._send(head + data if head else data)
+
+    # -- endings -------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """The body is complete: prepare the last bytes; `complete()` sends them."""
+        tail = b""
+        if not self.head_sent:
+            tail = self._head(0)
+        elif self.chunked:
+            tail = b"0\r\n\r\n"
+        length = self._content_length
+        if length is not None and self.sent < length and not self._exchange.no_body(self._code):
+            self._send(tail)
+            raise _Truncated
+        self.head_sent = True
+        self._ending = tail
+
+    def complete(self) -> None:
+        """Post the ending prepared by `finish()`: after this the connection moves on."""
+        if self._ending is None:
+            raise AssertionError("complete() before finish()")
+        self._exchange.end(self._ending, not self.close_after)
+
+    def finish_with(self, body: bytes) -> None:
+        """Send a whole body at once (the app returned a list): one head, one hop."""
+        if self._content_length is None and not self.head_sent:
+            self._content_length = len(body)
+            self._headers += b"Content-Length: %d\r\n" % len(body)
+        if body:
+            self.write(body)
+        self.finish()
+
+    def _send(self, data: bytes) -> None:
+        self.head_sent = True
+        if data:
+            self._exchange.send(data)
+
+    # -- headers ---------------------------------------------------------------------------
+
+    def _prepare_headers(self, headers: list[tuple[str, str]]) -> None:
+        if type(headers) is not list:
+            raise InvalidResponse("response headers must be a list")
+        lines = []
+        content_length = None
+        close = False
+        has_date = has_server = False
+        for item in headers:
+            if type(item) is not tuple or len(item) != 2:
+                raise InvalidResponse(f"response header {item!r} is not a (name, value) tuple")
+            name, value = item
+            if type(value) is not str:
+                raise InvalidResponse(f"response header {name!r} has a non-str value")
+            if name not in _good_names:
+                if type(name) is not str or not _TOKEN.fullmatch(name):
+                    raise InvalidResponse(f"invalid response header name {name!r}")
+                if len(_good_names) < _CACHE_LIMIT:
+                    _good_names.add(name)
+            if _BAD_VALUE.search(value):
+                raise InvalidResponse(f"response header {name!r} holds a control character")
+            lower = name.lower()
+            if lower == "content-length":
+                if content_length is not None or not value.strip().isdigit():
+                    raise InvalidResponse(f"invalid Content-Length {value!r}")
+                content_length = int(value)
+            elif lower in _HOP_BY_HOP:
+                if lower == "connection" and "close" in value.lower():
+                    close = True
+                continue
+            elif lower == "date":
+                has_date = True
+            elif lower == "server":
+                has_server = True
+            lines.append(f"{name}: {value}\r\n")
+        exchange = self._exchange
+        if not has_date:
+            lines.append(exchange.clock.date_header)
+        if not has_server:
+            lines.append(exchange.clock.server_header)
+        try:
+            self._headers = "".join(lines).encode("latin-1")
+        except UnicodeEncodeError:
+            raise InvalidResponse("response headers must be latin-1 text") from None
+        self._content_length = content_length
+        self.close_after = close
+
+    def _head(self, known_length: int | None) -> bytes:
+        """Serialise the head; `known_length` is the body size when the body is already complete."""
+        exchange = self._exchange
+        head = self._headers
+        if exchange.no_body(self._code):
+            if self._code < 200 or self._code == 204:
+                head = _without_content_length(head)
+        elif self._content_length is None:
+            if known_length is not None:
+                self._content_length = known_length
+                head += b"Content-Length: %d\r\n" % known_length
+            elif exchange.version == "1.1":
+                self.chunked = True
+                head += b"Transfer-Encoding: chunked\r\n"
+            else:
+                self.close_after = True  # close-delimited body (RFC 9112 §6.3 item 8)
+        keep_alive = not self.close_after and exchange.may_keep_alive()
+        self.close_after = not keep_alive
+        if exchange.version == "1.1":
+            if not keep_alive:
+                head += b"Connection: close\r\n"
+        elif keep_alive:
+            head += b"Connection: keep-alive\r\n"
+        return self._status_line + head + b"\r\n"
+
+
+def _without_content_length(head: bytes) -> bytes:
+    return b"".join(
+        line + b"\r\n"
+        for line in head.split(b"\r\n")
+        if line and not line.lower().startswith(b"content-length:")
+    )
+
+
+def plain_error(status: str, message: str) -> tuple[str, list[tuple[str, str]], bytes]:
+    """A canned plain-text error response: status, headers and body."""
+    body = message.encode("utf-8")
+    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+    return status, headers, body

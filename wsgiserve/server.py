@@ -1,0 +1,253 @@
+"""One process's server: the uvloop loop, its connections, the once-a-second clock,
+graceful shutdown, `serve()` and the background runner for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from email.utils import formatdate
+from typing import Any
+
+import uvloop
+
+from . import logs
+from .call import App, run_app
+from .environ import server_environ
+from .exchange import ServerClock
+from .listeners import Listener, close_listener, open_listener
+from .pool import WorkerPool
+from .protocol import HttpProtocol
+from .response import FileWrapper
+from .settings import Settings
+
+log = logging.getLogger("wsgiserve.error")
+
+SERVER_NAME = "wsgiserve"
+
+
+class Server:
+    """Serves one WSGI app on a set of listeners from the running event loop.
+
+    Thread ownership: everything here runs on the loop thread, except
+    `request_shutdown`, which may be called from any thread.
+    """
+
+    def __init__(self, app: App, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.clock = ServerClock(SERVER_NAME)
+        if settings.access_logfile:
+            self.clock.access_log = logs.AccessLog()
+        self.connections: set[HttpProtocol] = set()
+        self.environ_base = server_environ("http", False, FileWrapper)
+        # Bytes a request head may take before we answer 431, whatever its shape.
+        self.head_limit = (
+            settings.limit_request_line
+            + settings.limit_request_fields * (settings.limit_request_field_size + 2)
+        )
+        self.pool: WorkerPool[Any] = WorkerPool(lambda job: None, 1, lambda *a: None)
+        self.listeners: list[Listener] = []
+        self._servers: list[asyncio.base_events.Server] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._ticker: asyncio.TimerHandle | None = None
+
+    async def start(self, listeners: list[Listener]) -> None:
+        """Start the threads and accept connections on `listeners`."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._stopping = asyncio.Event()
+        self.pool = WorkerPool(
+            functools.partial(run_app, self.app), self.settings.threads, loop.call_soon_threadsafe
+        )
+        self.pool.start()
+        self._tick()
+        self.listeners = listeners
+        for listener in listeners:
+            server = await loop.create_server(
+                lambda: HttpProtocol(self), sock=listener.sock, backlog=self.settings.backlog
+            )
+            self._servers.append(server)
+            log.info("Listening at: %s (%d)", listener.url, os.getpid())
+
+    async def serve_until_stopped(self) -> None:
+        assert self._stopping is not None
+        await self._stopping.wait()
+        await self.shutdown()
+
+    def request_shutdown(self) -> None:
+        """Begin a graceful stop; safe to call from any thread or a signal handler."""
+        loop, stopping = self._loop, self._stopping
+        if loop is None or stopping is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop already closed
+            loop.call_soon_threadsafe(stopping.set)
+
+    async def shutdown(self) -> None:
+        """Stop accepting, let requests in flight finish within the graceful timeout, close."""
+        self.clock.draining = True
+        for server in self._servers:
+            server.close()
+        for listener in self.listeners:
+            close_listener(listener)
+        deadline = time.monotonic() + self.settings.graceful_timeout
+        while True:
+            for connection in list(self.connections):
+                connection.close_if_idle()
+            if not self.connections or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        if self.connections:
+            log.warning("graceful timeout: closing %d connection(s) still busy",
+                        len(self.connections))
+            for connection in list(self.connections):
+                if connection.transport is not None:
+                    connection.transport.abort()
+        if self._ticker is not None:
+            self._ticker.cancel()
+        await asyncio.sleep(0)  # let the transports' connection_lost callbacks run
+        self.pool.stop(timeout=0.5)
+
+    def _tick(self) -> None:
+        """Once a second: the cached Date header, the clock, idle keep-alive connections."""
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        clock = self.clock
+        clock.now = now
+        clock.date_header = f"Date: {formatdate(usegmt=True)}\r\n"
+        keep_alive = self.settings.keep_alive
+        for connection in list(self.connections):
+            if now - connection.idle_since >= keep_alive:
+                connection.close_if_idle()
+        self._ticker = loop.call_at(now + 1.0, self._tick)
+
+
+def settings_for(host: str, port: int, overrides: dict[str, Any]) -> Settings:
+    """Settings from `serve()`-style arguments: host and port unless `bind` is given."""
+    if "bind" not in overrides:
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        overrides = {**overrides, "bind": (address,)}
+    return Settings.from_mapping(overrides)
+
+
+def open_listeners(settings: Settings) -> list[Listener]:
+    listeners: list[Listener] = []
+    try:
+        for spec in settings.bind:
+            listeners.append(open_listener(spec, settings.backlog))
+    except BaseException:
+        for listener in listeners:
+            close_listener(listener)
+        raise
+    return listeners
+
+
+def run(app: App, settings: Settings, listeners: list[Listener] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM, then stop gracefully. Call from the main thread."""
+    if listeners is None:
+        listeners = open_listeners(settings)
+    server = Server(app, settings)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, _on_signal, server, signum)
+        await server.start(listeners)
+        await server.serve_until_stopped()
+        log.info("Shutdown complete")
+
+    uvloop.run(main())
+
+
+def _on_signal(server: Server, signum: int) -> None:
+    if server.clock.draining:
+        log.warning("second %s: stopping now", signal.Signals(signum).name)
+        os._exit(1)
+    log.info("%s: stopping gracefully", signal.Signals(signum).name)
+    server.request_shutdown()
+
+
+def serve(app: App, host: str = "127.0.0.1", port: int = 8000, **settings: Any) -> None:
+    """Serve `app` until SIGINT or SIGTERM; blocks.
+
+    Args:
+        app: the WSGI application.
+        host, port: where to listen, unless `bind=[...]` is given.
+        **settings: any field of `wsgiserve.Settings`, e.g. `threads=16`.
+
+    Raises:
+        StartupError: the address cannot be bound.
+        TypeError: an unknown setting was given.
+    """
+    resolved = settings_for(host, port, settings)
+    logs.configure(resolved.log_level, resolved.access_logfile)
+    run(app, resolved)
+
+
+class BackgroundServer:
+    """A server running in a thread of this process; see `background_server`."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        listener = server.listeners[0]
+        self.url = listener.url
+        address = listener.sock.getsockname()
+        self.host: str = address[0] if isinstance(address, tuple) else ""
+        self.port: int = address[1] if isinstance(address, tuple) else 0
+        self.urls = [item.url for item in server.listeners]
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+
+@contextlib.contextmanager
+def background_server(
+    app: App, host: str = "127.0.0.1", port: int = 0, **settings: Any
+) -> Iterator[BackgroundServer]:
+    """Run `app` in a background thread for the length of a `with` block.
+
+    The server is listening when the block starts (port 0 picks a free port;
+    read it from `.url` or `.port`) and is stopped gracefully when it ends.
+    """
+    resolved = settings_for(host, port, settings)
+    if resolved.access_logfile:
+        logs.configure(resolved.log_level, resolved.access_logfile)
+    listeners = open_listeners(resolved)
+    server = Server(app, resolved)
+    ready = threading.Event()
+    failure: list[BaseException] = []
+
+    async def main() -> None:
+        try:
+            await server.start(listeners)
+        finally:
+            ready.set()
+        await server.serve_until_stopped()
+
+    def target() -> None:
+        try:
+            uvloop.run(main())
+        except BaseException as error:
+            failure.append(error)
+            ready.set()
+
+    thread = threading.Thread(target=target, name="wsgiserve-background", daemon=True)
+    thread.start()
+    ready.wait()
+    if failure:
+        thread.join()
+        raise failure[0]
+    try:
+        yield BackgroundServer(server)
+    finally:
+        server.request_shutdown()
+        thread.join(resolved.graceful_timeout + 5)
