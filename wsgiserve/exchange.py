@@ -26,8 +26,8 @@ class ServerClock:
     __slots__ = ("access_log", "date_header", "draining", "now", "server_header")
 
     def __init__(self, server_name: str) -> None:
-        self.date_header = ""
-        self.server_header = f"Server: {server_name}\r\n"
+        self.date_header = b""
+        self.server_header = f"Server: {server_name}\r\n".encode("latin-1")
         self.draining = False
         self.now = 0.0
         self.access_log: Any = None  # a callable(exchange, status, sent) or None

@@ -25,6 +25,10 @@ Job = TypeVar("Job")
 
 _STOP = object()
 
+# Requests that may wait for a thread; each costs an environ (~2 KiB), so this bounds
+# memory while letting a few hundred keep-alive clients queue without being paused.
+MAX_WAITING = 256
+
 
 class WorkerPool(Generic[Job]):
     """A fixed set of threads that run `handler(job)` for every submitted job.
@@ -53,7 +57,7 @@ class WorkerPool(Generic[Job]):
         )
         self._wake_pending = False
         self._threads: list[threading.Thread] = []
-        self._limit = threads + (max_waiting if max_waiting is not None else 4 * threads)
+        self._limit = threads + (max_waiting if max_waiting is not None else MAX_WAITING)
         # Loop-thread counters: jobs handed in and not yet reported finished.
         self._in_flight = 0
         self._waiters: collections.deque[Callable[[], None]] = collections.deque()

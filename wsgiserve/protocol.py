@@ -47,12 +47,11 @@ class Phase(enum.Enum):
     CLOSED = "closed"  # the transport is closing or gone (_close, connection_lost)
 
 
-class Paused(enum.IntFlag):
-    """Why reading is paused; reading resumes when no reason is left."""
-
-    BODY = 1  # the current request's body buffer is full
-    PIPELINE = 2  # parsed requests are waiting behind the one in the app
-    POOL = 4  # every thread is busy and the pool's queue is full
+# Why reading is paused, as bits of one int (an IntFlag costs too much per request);
+# reading resumes when no reason is left.
+PAUSED_BODY = 1  # the current request's body buffer is full
+PAUSED_PIPELINE = 2  # parsed requests are waiting behind the one in the app
+PAUSED_POOL = 4  # every thread is busy and the pool's queue is full
 
 
 class _ParserStop(Exception):
@@ -69,7 +68,7 @@ class HttpProtocol(asyncio.Protocol):
         self.gate = WriteGate()
         self._parser = httptools.HttpRequestParser(self)
         self._environ_base: dict[str, Any] = {}
-        self._paused = Paused(0)
+        self._paused = 0
         self._pipeline: collections.deque[Exchange | HTTPError] = collections.deque()
         self._current: Exchange | None = None  # in the pool or the app
         self._responded = False  # the current response has begun on the wire
@@ -211,7 +210,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_body(self, data: bytes) -> None:
         receiving = self._receiving
         if receiving is not None and receiving.body.feed(data):
-            self._pause(Paused.BODY)
+            self._pause(PAUSED_BODY)
 
     def on_message_complete(self) -> None:
         receiving = self._receiving
@@ -279,7 +278,7 @@ class HttpProtocol(asyncio.Protocol):
         if isinstance(body, RequestBody):
             remaining = body.remaining() or 0
             if data and body.feed(data[:remaining]):
-                self._pause(Paused.BODY)
+                self._pause(PAUSED_BODY)
             if body.remaining() == 0:
                 body.finish()
             else:
@@ -297,27 +296,25 @@ class HttpProtocol(asyncio.Protocol):
                 self._pipeline.clear()
                 clock = self.server.clock
                 self.transport.write(
-                    item.response_bytes(
-                        clock.date_header.encode("latin-1"), clock.server_header.encode("latin-1")
-                    )
+                    item.response_bytes(clock.date_header, clock.server_header)
                 )
                 self._close()
                 return
             pool = self.server.pool
             if not pool.admit(self._admitted):
-                self._pause(Paused.POOL)
+                self._pause(PAUSED_POOL)
                 return
             self._pipeline.popleft()
             self._current = item
             self._responded = False
             pool.submit(item)
         if self._pipeline:
-            self._pause(Paused.PIPELINE)
+            self._pause(PAUSED_PIPELINE)
         else:
-            self._resume(Paused.PIPELINE)
+            self._resume(PAUSED_PIPELINE)
 
     def _admitted(self) -> None:
-        self._resume(Paused.POOL)
+        self._resume(PAUSED_POOL)
         self._dispatch()
 
     def _body_wanted_callback(self) -> Any:
@@ -342,7 +339,7 @@ class HttpProtocol(asyncio.Protocol):
                 self.transport.write(CONTINUE)
         if body.paused_reading:
             body.paused_reading = False
-            self._resume(Paused.BODY)
+            self._resume(PAUSED_BODY)
 
     def on_send(self, data: bytes) -> None:
         self._responded = True
@@ -369,7 +366,7 @@ class HttpProtocol(asyncio.Protocol):
             exchange.body.discard()  # read and drop the rest of the unread body
             if exchange.body.paused_reading:
                 exchange.body.paused_reading = False
-                self._resume(Paused.BODY)
+                self._resume(PAUSED_BODY)
         self._next()
 
     def on_abort(self, exchange: Exchange) -> None:
@@ -387,16 +384,16 @@ class HttpProtocol(asyncio.Protocol):
         elif self._receiving is None and not self._in_head:
             self.phase = Phase.IDLE
             self.idle_since = self.server.clock.now
-            self._resume(Paused.PIPELINE)
+            self._resume(PAUSED_PIPELINE)
 
     # -- connection control ---------------------------------------------------------------
 
-    def _pause(self, reason: Paused) -> None:
+    def _pause(self, reason: int) -> None:
         if not self._paused and self.transport is not None:
             self.transport.pause_reading()
         self._paused |= reason
 
-    def _resume(self, reason: Paused) -> None:
+    def _resume(self, reason: int) -> None:
         if not self._paused & reason:
             return
         self._paused &= ~reason

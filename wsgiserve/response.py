@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 from .exchange import Exchange
 
@@ -29,6 +29,10 @@ _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", 
 
 _CACHE_LIMIT = 1024
 _status_lines: dict[str, tuple[bytes, int]] = {}
+# Apps mostly send the same header list every time: validated and encoded once.
+# (encoded, content-length, close, has Date, has Server)
+_Prepared = tuple[bytes, "int | None", bool, bool, bool]
+_prepared: dict[Any, _Prepared] = {}
 _good_names: set[str] = set()
 
 
@@ -187,13 +191,29 @@ class Response:
         self._exchange.end(self._ending, not self.close_after)
 
     def finish_with(self, body: bytes) -> None:
-        """Send a whole body at once (the app returned a list): one head, one hop."""
-        if self._content_length is None and not self.head_sent:
-            self._content_length = len(body)
-            self._headers += b"Content-Length: %d\r\n" % len(body)
-        if body:
+        """The whole body at once (the app returned a list): head and body cross in one hop."""
+        if self.head_sent:  # the app used write() first
             self.write(body)
-        self.finish()
+            self.finish()
+            return
+        if type(body) is not bytes:
+            body = b"".join([body])  # raises TypeError for str, like write() would
+        head = self._head(len(body))
+        self.head_sent = True
+        if self._exchange.no_body(self._code):
+            self._ending = head
+            return
+        length = self._content_length
+        if length is not None and len(body) != length:
+            if len(body) < length:
+                self.sent = len(body)
+                self._send(head + body)
+                raise _Truncated
+            body = body[:length]
+            self.close_after = True
+            self._exchange.log_error("the app sent more than its Content-Length; extra dropped")
+        self.sent = len(body)
+        self._ending = head + body
 
     def _send(self, data: bytes) -> None:
         self.head_sent = True
@@ -205,48 +225,23 @@ class Response:
     def _prepare_headers(self, headers: list[tuple[str, str]]) -> None:
         if type(headers) is not list:
             raise InvalidResponse("response headers must be a list")
-        lines = []
-        content_length = None
-        close = False
-        has_date = has_server = False
-        for item in headers:
-            if type(item) is not tuple or len(item) != 2:
-                raise InvalidResponse(f"response header {item!r} is not a (name, value) tuple")
-            name, value = item
-            if type(value) is not str:
-                raise InvalidResponse(f"response header {name!r} has a non-str value")
-            if name not in _good_names:
-                if type(name) is not str or not _TOKEN.fullmatch(name):
-                    raise InvalidResponse(f"invalid response header name {name!r}")
-                if len(_good_names) < _CACHE_LIMIT:
-                    _good_names.add(name)
-            if _BAD_VALUE.search(value):
-                raise InvalidResponse(f"response header {name!r} holds a control character")
-            lower = name.lower()
-            if lower == "content-length":
-                if content_length is not None or not value.strip().isdigit():
-                    raise InvalidResponse(f"invalid Content-Length {value!r}")
-                content_length = int(value)
-            elif lower in _HOP_BY_HOP:
-                if lower == "connection" and "close" in value.lower():
-                    close = True
-                continue
-            elif lower == "date":
-                has_date = True
-            elif lower == "server":
-                has_server = True
-            lines.append(f"{name}: {value}\r\n")
-        exchange = self._exchange
-        if not has_date:
-            lines.append(exchange.clock.date_header)
-        if not has_server:
-            lines.append(exchange.clock.server_header)
         try:
-            self._headers = "".join(lines).encode("latin-1")
-        except UnicodeEncodeError:
-            raise InvalidResponse("response headers must be latin-1 text") from None
-        self._content_length = content_length
-        self.close_after = close
+            key: Any = tuple(headers)
+            cached = _prepared.get(key)
+        except TypeError:  # something unhashable: the slow path says what is wrong
+            key = cached = None
+        if cached is None:
+            cached = _check_headers(headers)
+            if key is not None and len(_prepared) < _CACHE_LIMIT:
+                _prepared[key] = cached
+        encoded, self._content_length, self.close_after, has_date, has_server = cached
+        clock = self._exchange.clock
+        if not has_date:
+            encoded += clock.date_header
+        if not has_server:
+            encoded += clock.server_header
+        self._headers = encoded
+
 
     def _head(self, known_length: int | None) -> bytes:
         """Serialise the head; `known_length` is the body size when the body is already complete."""
@@ -287,3 +282,44 @@ def plain_error(status: str, message: str) -> tuple[str, list[tuple[str, str]], 
     body = message.encode("utf-8")
     headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
     return status, headers, body
+
+
+def _check_headers(headers: list[tuple[str, str]]) -> _Prepared:
+    """Validate the app's headers; drop hop-by-hop ones; note what the framing needs."""
+    lines = []
+    content_length = None
+    close = False
+    has_date = has_server = False
+    for item in headers:
+        if type(item) is not tuple or len(item) != 2:
+            raise InvalidResponse(f"response header {item!r} is not a (name, value) tuple")
+        name, value = item
+        if type(value) is not str:
+            raise InvalidResponse(f"response header {name!r} has a non-str value")
+        if name not in _good_names:
+            if type(name) is not str or not _TOKEN.fullmatch(name):
+                raise InvalidResponse(f"invalid response header name {name!r}")
+            if len(_good_names) < _CACHE_LIMIT:
+                _good_names.add(name)
+        if _BAD_VALUE.search(value):
+            raise InvalidResponse(f"response header {name!r} holds a control character")
+        lower = name.lower()
+        if lower == "content-length":
+            if content_length is not None or not value.strip().isdigit():
+                raise InvalidResponse(f"invalid Content-Length {value!r}")
+            content_length = int(value)
+        elif lower in _HOP_BY_HOP:
+            if lower == "connection" and "close" in value.lower():
+                close = True
+            continue
+        elif lower == "date":
+            has_date = True
+        elif lower == "server":
+            has_server = True
+        lines.append(f"{name}: {value}\r\n")
+    try:
+        encoded = "".join(lines).encode("latin-1")
+    except UnicodeEncodeError:
+        raise InvalidResponse("response headers must be latin-1 text") from None
+    return encoded, content_length, close, has_date, has_server
+

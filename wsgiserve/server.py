@@ -122,7 +122,7 @@ class Server:
         now = loop.time()
         clock = self.clock
         clock.now = now
-        clock.date_header = f"Date: {formatdate(usegmt=True)}\r\n"
+        clock.date_header = f"Date: {formatdate(usegmt=True)}\r\n".encode("ascii")
         keep_alive = self.settings.keep_alive
         for connection in list(self.connections):
             if now - connection.idle_since >= keep_alive:
