@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-test
+RUNSTAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: help install run test lint bench-quick clean
@@ -21,9 +22,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+$(RUNSTAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $(RUNSTAMP)
+
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(RUNSTAMP)
 	$(BIN)/wsgiserve wsgiserve.demo:app -b 127.0.0.1:8000 --access-logfile -
 
 lint: $(STAMP)

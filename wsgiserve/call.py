@@ -24,6 +24,9 @@ App = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 def run_app(app: App, exchange: Exchange) -> None:
     """Call `app` for `exchange` and hand the whole response to the loop. Never raises."""
+    if exchange.gate.closed:  # the client left while the request waited for a thread
+        exchange.abort()
+        return
     response = Response(exchange)
     result: Any = None
     try:

@@ -132,14 +132,20 @@ class HttpProtocol(asyncio.Protocol):
         if self._receiving is None:
             self._head_bytes += len(data)
         try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as upgrade:
-            self._upgrade(data[upgrade.args[0] :] if upgrade.args else b"")
-        except httptools.HttpParserError as error:
-            self._parse_failed(error)
-        if not self._stop_parsing and self._head_bytes > self.server.head_limit:
-            self._refuse(HeaderFieldsTooLarge("request head too large"))
-        self._dispatch()
+            try:
+                self._parser.feed_data(data)
+            except httptools.HttpParserUpgrade as upgrade:
+                self._upgrade(data[upgrade.args[0] :] if upgrade.args else b"")
+            except httptools.HttpParserError as error:
+                self._parse_failed(error)
+            if not self._stop_parsing and self._head_bytes > self.server.head_limit:
+                self._refuse(HeaderFieldsTooLarge("request head too large"))
+            self._dispatch()
+        except Exception:  # a bug of ours: cost this connection, never the loop
+            log.exception("internal error on a connection; aborting it")
+            self._stop_parsing = True
+            if self.transport is not None:
+                self.transport.abort()
 
     # -- httptools callbacks -----------------------------------------------------------------
 

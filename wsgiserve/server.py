@@ -58,6 +58,7 @@ class Server:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._ticker: asyncio.TimerHandle | None = None
+        self.stop_requested = False
 
     async def start(self, listeners: list[Listener]) -> None:
         """Start the threads and accept connections on `listeners`."""
@@ -87,6 +88,7 @@ class Server:
         loop, stopping = self._loop, self._stopping
         if loop is None or stopping is None:
             return
+        self.stop_requested = True
         with contextlib.suppress(RuntimeError):  # the loop already closed
             loop.call_soon_threadsafe(stopping.set)
 
@@ -168,10 +170,13 @@ def run(app: App, settings: Settings, listeners: list[Listener] | None = None) -
 
 
 def _on_signal(server: Server, signum: int) -> None:
-    if server.clock.draining:
-        log.warning("second %s: stopping now", signal.Signals(signum).name)
-        os._exit(1)
-    log.info("%s: stopping gracefully", signal.Signals(signum).name)
+    name = signal.Signals(signum).name
+    if server.stop_requested:
+        if signum == signal.SIGINT:  # a second Ctrl-C: the user is not waiting any more
+            log.warning("second %s: stopping now", name)
+            os._exit(1)
+        return
+    log.info("%s: stopping gracefully", name)
     server.request_shutdown()
 
 
