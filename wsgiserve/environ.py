@@ -107,6 +107,8 @@ def _split_target(method: str, target: bytes) -> tuple[bytes, bytes, str | None]
     if url.userinfo:
         raise BadRequest("userinfo in the request-target")  # RFC 9110 §4.2.4
     authority = url.host.decode("latin-1")
+    if ":" in authority:  # parse_url strips the brackets of an IP literal
+        authority = f"[{authority}]"
     if url.port is not None:
         authority += f":{url.port}"
     return url.path or b"/", url.query or b"", authority

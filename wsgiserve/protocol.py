@@ -12,6 +12,7 @@ import asyncio
 import collections
 import enum
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 import httptools
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("wsgiserve.error")
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# A well-formed request line (RFC 9112 §3) whose method is a token (RFC 9110 §5.6.2).
+_METHOD_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [\x21-\x7e]+ HTTP/[0-9]\.[0-9]\r\n")
 
 
 class Phase(enum.Enum):
@@ -137,7 +140,7 @@ class HttpProtocol(asyncio.Protocol):
             except httptools.HttpParserUpgrade as upgrade:
                 self._upgrade(data[upgrade.args[0] :] if upgrade.args else b"")
             except httptools.HttpParserError as error:
-                self._parse_failed(error)
+                self._parse_failed(error, data)
             if not self._stop_parsing and self._head_bytes > self.server.head_limit:
                 self._refuse(HeaderFieldsTooLarge("request head too large"))
             self._dispatch()
@@ -230,13 +233,17 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- parsing outcomes ---------------------------------------------------------------------
 
-    def _parse_failed(self, error: Exception) -> None:
+    def _parse_failed(self, error: Exception, data: bytes) -> None:
         if self._stop_parsing and self._receiving is None:
             return  # bytes after a `Connection: close` request are ignored (RFC 9112 §9.6)
         http_error = self._error
         if http_error is None:
             http_error = BadRequest(str(error) or "malformed request")
-            if isinstance(error, httptools.HttpParserInvalidMethodError):
+            if isinstance(
+                error, httptools.HttpParserInvalidMethodError
+            ) and _METHOD_TOKEN.match(data.lstrip(b"\r\n")):
+                # RFC 9110 §9.1: a well-formed but unknown method is "not implemented";
+                # anything else in its place is a malformed request line.
                 http_error = NotImplementedCoding("unknown method")
         receiving = self._receiving
         if receiving is not None:

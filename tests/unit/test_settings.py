@@ -13,7 +13,8 @@ README = Path(__file__).parents[2] / "README.md"
 
 def test_readme_settings_table_is_generated_from_settings() -> None:
     text = README.read_text(encoding="utf-8")
-    match = re.search(r"<!-- settings-table:start -->\n(.*?)<!-- settings-table:end -->", text, re.S)
+    pattern = r"<!-- settings-table:start -->\n(.*?)<!-- settings-table:end -->"
+    match = re.search(pattern, text, re.S)
     assert match, "README.md lost its settings-table markers"
     assert match.group(1).strip() == markdown_table().strip(), (
         "README settings table is stale: regenerate it from wsgiserve.settings.markdown_table()"
