@@ -62,6 +62,31 @@ class _ParserStop(Exception):
 
 
 class HttpProtocol(asyncio.Protocol):
+    # Slots keep an idle keep-alive connection small (no per-instance __dict__).
+    __slots__ = (
+        "_current",
+        "_environ_base",
+        "_error",
+        "_field_count",
+        "_head_bytes",
+        "_headers",
+        "_in_head",
+        "_parser",
+        "_paused",
+        "_pipeline",
+        "_raw_body",
+        "_receiving",
+        "_responded",
+        "_stop_parsing",
+        "_url",
+        "gate",
+        "idle_since",
+        "phase",
+        "server",
+        "settings",
+        "transport",
+    )
+
     def __init__(self, server: Server) -> None:
         self.server = server
         self.settings = server.settings
