@@ -47,11 +47,16 @@ class WorkerPool(Generic[Job]):
         threads: int,
         call_soon_threadsafe: Callable[..., Any],
         max_waiting: int | None = None,
+        call_soon: Callable[..., Any] | None = None,
     ) -> None:
         self._handler = handler
         self._size = threads
         self._call_soon_threadsafe = call_soon_threadsafe
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Jobs submitted during one loop iteration, handed over together at its end:
+        # the first put wakes one sleeping worker (a futex call), the rest cost nothing.
+        self._call_soon = call_soon
+        self._pending: list[Any] = []
         self._completions: collections.deque[tuple[Callable[[Any], None], Any]] = (
             collections.deque()
         )
@@ -82,7 +87,19 @@ class WorkerPool(Generic[Job]):
 
     def submit(self, job: Job) -> None:
         self._in_flight += 1
-        self._jobs.put(job)
+        if self._call_soon is None:
+            self._jobs.put(job)
+            return
+        pending = self._pending
+        pending.append(job)
+        if len(pending) == 1:
+            self._call_soon(self._hand_over)
+
+    def _hand_over(self) -> None:
+        pending, self._pending = self._pending, []
+        put = self._jobs.put
+        for job in pending:
+            put(job)
 
     def finished(self) -> None:
         """Report that one submitted job has completed (called on the loop thread)."""

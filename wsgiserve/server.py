@@ -66,7 +66,10 @@ class Server:
         self._loop = loop
         self._stopping = asyncio.Event()
         self.pool = WorkerPool(
-            functools.partial(run_app, self.app), self.settings.threads, loop.call_soon_threadsafe
+            functools.partial(run_app, self.app),
+            self.settings.threads,
+            loop.call_soon_threadsafe,
+            call_soon=loop.call_soon,
         )
         self.pool.start()
         self._tick()
