@@ -1,0 +1,1 @@
+"""Integration tests: the wsgiserve CLI in a subprocess, driven over real sockets."""

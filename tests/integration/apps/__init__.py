@@ -1,0 +1,1 @@
+"""WSGI applications that the integration tests serve through the wsgiserve CLI."""
