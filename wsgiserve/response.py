@@ -247,9 +247,17 @@ class Response:
         """Serialise the head; `known_length` is the body size when the body is already complete."""
         exchange = self._exchange
         head = self._headers
-        if exchange.no_body(self._code):
-            if self._code < 200 or self._code == 204:
+        code = self._code
+        if exchange.no_body(code):
+            if code < 200 or code == 204:
                 head = _without_content_length(head)
+            elif (
+                known_length is not None
+                and self._content_length is None
+                and code != 304
+            ):
+                # RFC 9110 §9.3.2: HEAD reports the length GET would send.
+                head += b"Content-Length: %d\r\n" % known_length
         elif self._content_length is None:
             if known_length is not None:
                 self._content_length = known_length
