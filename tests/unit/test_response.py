@@ -1,0 +1,483 @@
+"""The worker side of a response: `start_response` rules, header checks, the framing
+decision and the serialised head, against a fake `Exchange` that records what would be sent.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from wsgiserve.exchange import ServerClock
+from wsgiserve.response import ExcInfo, FileWrapper, InvalidResponse, Response, status_line
+
+TEXT = ("Content-Type", "text/plain")
+DATE = b"Thu, 01 Jan 2026 00:00:00 GMT"
+
+
+def make_clock() -> ServerClock:
+    clock = ServerClock("wsgiserve")
+    clock.date_header = b"Date: " + DATE + b"\r\n"
+    return clock
+
+
+@dataclass
+class FakeExchange:
+    """The worker-side surface of `wsgiserve.exchange.Exchange`, recording instead of posting."""
+
+    version: str = "1.1"
+    head_request: bool = False
+    keep_alive: bool = True
+    clock: ServerClock = field(default_factory=make_clock)
+    sent: list[bytes] = field(default_factory=list)
+    ended: list[tuple[bytes, bool]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def no_body(self, code: int) -> bool:
+        return self.head_request or code < 200 or code in (204, 304)
+
+    def may_keep_alive(self) -> bool:
+        return self.keep_alive
+
+    def send(self, data: bytes) -> None:
+        assert not self.ended, "bytes sent after the end"
+        self.sent.append(data)
+
+    def end(self, data: bytes, keep_alive: bool) -> None:
+        assert not self.ended, "ended twice"
+        self.ended.append((data, keep_alive))
+
+    def log_error(self, message: str) -> None:
+        self.errors.append(message)
+
+    @property
+    def wire(self) -> bytes:
+        return b"".join(self.sent) + b"".join(data for data, _ in self.ended)
+
+    @property
+    def kept_alive(self) -> bool:
+        (ending,) = self.ended
+        return ending[1]
+
+
+def caught(error: BaseException) -> ExcInfo:
+    """The `sys.exc_info()` an app would pass after catching `error`."""
+    try:
+        raise error
+    except BaseException:
+        return type(error), error, error.__traceback__
+
+
+def new_response(exchange: FakeExchange) -> Response:
+    return Response(exchange)  # type: ignore[arg-type]  # a structural fake
+
+
+def split(wire: bytes) -> tuple[bytes, list[tuple[bytes, bytes]], bytes]:
+    """(status line, headers with lower-cased names, body)."""
+    head, _, body = wire.partition(b"\r\n\r\n")
+    first, *lines = head.split(b"\r\n")
+    headers = []
+    for line in lines:
+        name, _, value = line.partition(b": ")
+        headers.append((name.lower(), value))
+    return first, headers, body
+
+
+def header(headers: list[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
+    return [value for key, value in headers if key == name]
+
+
+def respond(
+    exchange: FakeExchange,
+    status: str,
+    headers: list[tuple[str, str]],
+    parts: Iterable[bytes],
+    shape: str,
+) -> Response:
+    """Drive a response the way `call.run_app` does for a list or a streamed body."""
+    response = new_response(exchange)
+    response.start_response(status, headers)
+    if shape == "list":
+        response.finish_with(b"".join(parts))
+    else:
+        for part in parts:
+            response.write(part)
+        response.finish()
+    response.complete()
+    return response
+
+
+# -- status line ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "line"),
+    [
+        ("200 OK", b"HTTP/1.1 200 OK\r\n"),
+        ("404", b"HTTP/1.1 404 Not Found\r\n"),
+        ("599", b"HTTP/1.1 599 \r\n"),
+        ("299 Custom reason\twith tab", b"HTTP/1.1 299 Custom reason\twith tab\r\n"),
+        ("200 ", b"HTTP/1.1 200 \r\n"),
+        ("201 Cr\xe9\xe9", b"HTTP/1.1 201 Cr\xe9\xe9\r\n"),
+    ],
+)
+def test_status_line(status: str, line: bytes) -> None:
+    assert status_line(status) == (line, int(status[:3]))
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        "20 OK",
+        "2000 OK",
+        "200OK",
+        "099 Low",
+        "OK 200",
+        "",
+        "200 OK\r\nX-Injected: 1",
+        "200 OK\n",
+        "200 OK\x00",
+        "200 OK\x7f",
+        " 200 OK",
+        b"200 OK",
+        200,
+        None,
+    ],
+    ids=repr,
+)
+def test_invalid_status_is_refused(status: Any) -> None:
+    with pytest.raises(InvalidResponse):
+        status_line(status)
+    with pytest.raises(InvalidResponse):
+        new_response(FakeExchange()).start_response(status, [TEXT])
+
+
+# -- headers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        (TEXT,),
+        [["Content-Type", "text/plain"]],
+        [("Content-Type",)],
+        [("X-A", "1", "2")],
+        [(b"X-Bytes", "v")],
+        [("X-Bytes", b"v")],
+        [("X-Int", 1)],
+        [("X-None", None)],
+        [("", "v")],
+        [("Bad Name", "v")],
+        [("X-Colon:", "v")],
+        [("X-Nl\n", "v")],
+        [("X-Cr", "a\rb")],
+        [("X-Lf", "a\nb")],
+        [("X-Crlf", "a\r\nX-Injected: 1")],
+        [("X-Nul", "a\x00b")],
+        [("X-Del", "a\x7fb")],
+        [("X-Esc", "a\x1bb")],
+        [("X-Snowman", "\u2603")],
+        [("Content-Length", "12abc")],
+        [("Content-Length", "-1")],
+        [("Content-Length", "1"), ("Content-Length", "1")],
+    ],
+    ids=repr,
+)
+def test_invalid_headers_are_refused(headers: Any) -> None:
+    response = new_response(FakeExchange())
+    with pytest.raises(InvalidResponse):
+        response.start_response("200 OK", headers)
+    assert not response.started
+
+
+def test_valid_header_values_pass_through() -> None:
+    exchange = FakeExchange()
+    headers = [TEXT, ("X-Tab", "a\tb"), ("X-Latin", "caf\xe9"), ("X-Empty", "")]
+    respond(exchange, "200 OK", headers, [b"hi"], "list")
+    _, got, body = split(exchange.wire)
+    assert header(got, b"x-tab") == [b"a\tb"]
+    assert header(got, b"x-latin") == [b"caf\xe9"]
+    assert header(got, b"x-empty") == [b""]
+    assert body == b"hi"
+
+
+def test_date_and_server_are_added_unless_the_app_sets_them() -> None:
+    exchange = FakeExchange()
+    respond(exchange, "200 OK", [TEXT], [b"x"], "list")
+    _, got, _ = split(exchange.wire)
+    assert header(got, b"date") == [DATE]
+    assert header(got, b"server") == [b"wsgiserve"]
+
+    exchange = FakeExchange()
+    own = [TEXT, ("server", "mine"), ("DATE", "Sat, 01 Jan 2000 00:00:00 GMT")]
+    respond(exchange, "200 OK", own, [b"x"], "list")
+    _, got, _ = split(exchange.wire)
+    assert header(got, b"server") == [b"mine"]
+    assert header(got, b"date") == [b"Sat, 01 Jan 2000 00:00:00 GMT"]
+
+
+def test_hop_by_hop_headers_from_the_app_are_not_sent() -> None:
+    exchange = FakeExchange()
+    hop = [
+        ("Transfer-Encoding", "gzip"),
+        ("Keep-Alive", "timeout=99"),
+        ("Upgrade", "h2c"),
+        ("TE", "trailers"),
+        ("Trailer", "X-Sum"),
+        ("Proxy-Connection", "keep-alive"),
+        ("Connection", "keep-alive"),
+    ]
+    respond(exchange, "200 OK", [TEXT, *hop], [b"body"], "list")
+    _, got, body = split(exchange.wire)
+    names = {name for name, _ in got}
+    assert not names & {name.lower().encode() for name, _ in hop}
+    assert header(got, b"content-length") == [b"4"]
+    assert body == b"body"
+    assert exchange.kept_alive
+
+
+def test_connection_close_from_the_app_closes() -> None:
+    exchange = FakeExchange()
+    respond(exchange, "200 OK", [TEXT, ("Connection", "Close")], [b"x"], "list")
+    _, got, _ = split(exchange.wire)
+    assert header(got, b"connection") == [b"close"]
+    assert not exchange.kept_alive
+
+
+# -- framing -----------------------------------------------------------------------------
+
+
+def test_list_body_gets_its_length() -> None:
+    exchange = FakeExchange()
+    respond(exchange, "200 OK", [TEXT], [b"abc", b"de"], "list")
+    first, got, body = split(exchange.wire)
+    assert first == b"HTTP/1.1 200 OK"
+    assert header(got, b"content-length") == [b"5"]
+    assert header(got, b"transfer-encoding") == []
+    assert body == b"abcde"
+    assert exchange.kept_alive
+
+
+@pytest.mark.parametrize("shape", ["list", "stream"])
+def test_apps_content_length_is_kept(shape: str) -> None:
+    exchange = FakeExchange()
+    respond(exchange, "200 OK", [TEXT, ("Content-Length", "5")], [b"abc", b"de"], shape)
+    _, got, body = split(exchange.wire)
+    assert header(got, b"content-length") == [b"5"]
+    assert header(got, b"transfer-encoding") == []
+    assert body == b"abcde"
+    assert exchange.kept_alive
+
+
+def test_streamed_body_is_chunked_on_http11() -> None:
+    exchange = FakeExchange()
+    respond(exchange, "200 OK", [TEXT], [b"abc", b"", b"0123456789abcdefX"], "stream")
+    _, got, body = split(exchange.wire)
+    assert header(got, b"transfer-encoding") == [b"chunked"]
+    assert header(got, b"content-length") == []
+    assert body == b"3\r\nabc\r\n11\r\n0123456789abcdefX\r\n0\r\n\r\n"
+    assert exchange.kept_alive
+
+
+def test_streamed_body_is_close_delimited_on_http10() -> None:
+    exchange = FakeExchange(version="1.0")
+    respond(exchange, "200 OK", [TEXT], [b"abc", b"def"], "stream")
+    _, got, body = split(exchange.wire)
+    assert header(got, b"transfer-encoding") == []
+    assert header(got, b"content-length") == []
+    assert header(got, b"connection") == []
+    assert body == b"abcdef"
+    assert not exchange.kept_alive
+
+
+def test_http10_keep_alive_is_announced() -> None:
+    exchange = FakeExchange(version="1.0")
+    respond(exchange, "200 OK", [TEXT], [b"abc"], "list")
+    _, got, _ = split(exchange.wire)
+    assert header(got, b"connection") == [b"keep-alive"]
+    assert exchange.kept_alive
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+def test_no_keep_alive_means_close(version: str) -> None:
+    exchange = FakeExchange(version=version, keep_alive=False)
+    respond(exchange, "200 OK", [TEXT], [b"abc"], "list")
+    _, got, _ = split(exchange.wire)
+    assert header(got, b"connection") == ([b"close"] if version == "1.1" else [])
+    assert not exchange.kept_alive
+
+
+def test_empty_streamed_body() -> None:
+    exchange = FakeExchange()
+    respond(exchange, "200 OK", [TEXT], [], "stream")
+    _, got, body = split(exchange.wire)
+    assert header(got, b"content-length") == [b"0"]
+    assert body == b""
+    assert exchange.kept_alive
+
+
+@pytest.mark.parametrize("shape", ["list", "stream"])
+@pytest.mark.parametrize("status", ["100 Continue", "103 Early Hints", "204 No Content"])
+def test_no_body_and_no_length_for_1xx_and_204(shape: str, status: str) -> None:
+    exchange = FakeExchange()
+    respond(exchange, status, [TEXT, ("Content-Length", "4")], [b"body"], shape)
+    first, got, body = split(exchange.wire)
+    assert first == f"HTTP/1.1 {status}".encode()
+    assert header(got, b"content-length") == []
+    assert header(got, b"transfer-encoding") == []
+    assert body == b""
+
+
+@pytest.mark.parametrize("shape", ["list", "stream"])
+def test_no_body_and_no_framing_for_304(shape: str) -> None:
+    exchange = FakeExchange()
+    respond(exchange, "304 Not Modified", [("ETag", '"x"')], [b"body"], shape)
+    _, got, body = split(exchange.wire)
+    assert header(got, b"content-length") == []
+    assert header(got, b"transfer-encoding") == []
+    assert body == b""
+    assert exchange.kept_alive
+
+
+@pytest.mark.parametrize("shape", ["list", "stream"])
+def test_head_keeps_the_apps_length_and_sends_no_body(shape: str) -> None:
+    exchange = FakeExchange(head_request=True)
+    respond(exchange, "200 OK", [TEXT, ("Content-Length", "4")], [b"body"], shape)
+    _, got, body = split(exchange.wire)
+    assert header(got, b"content-length") == [b"4"]
+    assert header(got, b"transfer-encoding") == []
+    assert body == b""
+    assert exchange.kept_alive
+
+
+# -- Content-Length mismatches ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", ["list", "stream"])
+def test_body_beyond_the_content_length_is_dropped_and_the_connection_closed(
+    shape: str,
+) -> None:
+    exchange = FakeExchange()
+    respond(exchange, "200 OK", [TEXT, ("Content-Length", "4")], [b"abc", b"dXYZ"], shape)
+    _, _, body = split(exchange.wire)
+    assert body == b"abcd"
+    assert not exchange.kept_alive
+    assert exchange.errors
+
+
+@pytest.mark.parametrize("shape", ["list", "stream"])
+def test_body_short_of_the_content_length_cannot_complete(shape: str) -> None:
+    exchange = FakeExchange()
+    with pytest.raises(Exception, match="less than its Content-Length"):
+        respond(exchange, "200 OK", [TEXT, ("Content-Length", "10")], [b"abc"], shape)
+    assert exchange.ended == []
+    _, got, body = split(exchange.wire)
+    assert header(got, b"content-length") == [b"10"]
+    assert body == b"abc"
+
+
+# -- start_response and write rules ----------------------------------------------------------
+
+
+def test_second_start_response_without_exc_info_is_an_error() -> None:
+    response = new_response(FakeExchange())
+    response.start_response("200 OK", [TEXT])
+    with pytest.raises(AssertionError):
+        response.start_response("200 OK", [TEXT])
+
+
+def test_exc_info_before_the_head_replaces_status_and_headers() -> None:
+    exchange = FakeExchange()
+    response = new_response(exchange)
+    response.start_response("200 OK", [TEXT, ("X-Old", "1")])
+    response.start_response("500 Oops", [TEXT, ("X-New", "1")], caught(ValueError("trouble")))
+    response.finish_with(b"error")
+    response.complete()
+    first, got, body = split(exchange.wire)
+    assert first == b"HTTP/1.1 500 Oops"
+    assert header(got, b"x-old") == []
+    assert header(got, b"x-new") == [b"1"]
+    assert body == b"error"
+
+
+def test_exc_info_after_the_head_reraises_the_apps_error() -> None:
+    exchange = FakeExchange()
+    response = new_response(exchange)
+    write = response.start_response("200 OK", [TEXT])
+    write(b"started")
+    sent = exchange.wire
+    exc_info = caught(ValueError("app trouble"))
+    with pytest.raises(ValueError, match="app trouble"):
+        response.start_response("500 Oops", [TEXT], exc_info)
+    assert exchange.wire == sent  # nothing more went out
+
+
+def test_write_before_start_response_is_an_error() -> None:
+    response = new_response(FakeExchange())
+    with pytest.raises(AssertionError):
+        response.write(b"early")
+
+
+@pytest.mark.parametrize("data", ["text", 42, None, [b"a"]], ids=repr)
+def test_write_refuses_what_is_not_bytes(data: Any) -> None:
+    exchange = FakeExchange()
+    response = new_response(exchange)
+    response.start_response("200 OK", [TEXT])
+    with pytest.raises(TypeError):
+        response.write(data)
+    assert exchange.wire == b""
+
+
+def test_write_takes_bytes_like_objects_and_skips_empty_ones() -> None:
+    exchange = FakeExchange()
+    response = new_response(exchange)
+    write: Any = response.start_response("200 OK", [TEXT, ("Content-Length", "6")])
+    write(b"")
+    assert exchange.wire == b""  # nothing to send yet, not even the head
+    write(bytearray(b"abc"))
+    write(memoryview(b"def"))
+    response.finish()
+    response.complete()
+    _, _, body = split(exchange.wire)
+    assert body == b"abcdef"
+    assert response.sent == 6
+
+
+def test_the_head_goes_out_once_with_the_first_block() -> None:
+    exchange = FakeExchange()
+    response = new_response(exchange)
+    write = response.start_response("200 OK", [TEXT, ("Content-Length", "4")])
+    assert exchange.sent == []
+    write(b"ab")
+    assert len(exchange.sent) == 1
+    assert exchange.sent[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert exchange.sent[0].endswith(b"\r\n\r\nab")
+    write(b"cd")
+    assert exchange.sent[1] == b"cd"
+
+
+# -- wsgi.file_wrapper -------------------------------------------------------------------------
+
+
+def test_file_wrapper_reads_in_blocks_and_closes_the_file() -> None:
+    handle = io.BytesIO(b"0123456789")
+    wrapper = FileWrapper(handle, 4)
+    assert list(wrapper) == [b"0123", b"4567", b"89"]
+    wrapper.close()
+    assert handle.closed
+
+
+def test_file_wrapper_without_close() -> None:
+    class Source:
+        def __init__(self) -> None:
+            self.data = io.BytesIO(b"abc")
+
+        def read(self, size: int) -> bytes:
+            return self.data.read(size)
+
+    wrapper = FileWrapper(Source())  # type: ignore[arg-type]
+    assert list(wrapper) == [b"abc"]
+    assert not hasattr(wrapper, "close")
