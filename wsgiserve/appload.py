@@ -12,7 +12,7 @@ from typing import Any
 from .errors import AppLoadError
 
 
-def load_app(spec: str, chdir: str | None = None) -> Any:
+def load_app(spec: str, chdir: str | None = None, factory: bool = False) -> Any:
     """Import `module:attr` (default attr `application`, then `app`) and return the app.
 
     `module:factory()` and `module:factory(arg, key="v")` call a factory with
@@ -48,9 +48,33 @@ def load_app(spec: str, chdir: str | None = None) -> Any:
             f"module {module_name!r} has no 'application' or 'app'; name the app, "
             f"like {module_name}:myapp"
         )
+    if factory:
+        try:
+            app = app()
+        except Exception as error:
+            raise AppLoadError(
+                f"the factory {spec!r} raised {type(error).__name__}: {error}"
+            ) from None
     if not callable(app):
         raise AppLoadError(f"{spec!r} is a {type(app).__name__}, not a callable WSGI app")
     return app
+
+
+def prepare_process(chdir: str | None, pythonpath: str | None, raw_env: tuple[str, ...],
+                    umask: int) -> None:
+    """What --chdir, --pythonpath, --env and --umask do, before the app is imported."""
+    if chdir:
+        try:
+            os.chdir(chdir)
+        except OSError as error:
+            raise AppLoadError(f"--chdir {chdir}: {error.strerror}") from None
+    for path in reversed([p.strip() for p in (pythonpath or "").split(",") if p.strip()]):
+        sys.path.insert(0, os.path.abspath(path))
+    for item in raw_env:
+        key, _, value = item.partition("=")
+        os.environ[key] = value
+    if umask:
+        os.umask(umask)
 
 
 def _resolve(module: Any, module_name: str, expression: str) -> Any:

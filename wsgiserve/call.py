@@ -10,7 +10,9 @@ whole one.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
+from threading import get_ident
 from typing import Any
 
 from .errors import BodyFramingError, ClientDisconnected
@@ -27,6 +29,10 @@ def run_app(app: App, exchange: Exchange) -> None:
     if exchange.gate.closed:  # the client left while the request waited for a thread
         exchange.abort()
         return
+    exchange.thread_id = get_ident()
+    clock = exchange.clock
+    if clock.pre_request is not None:
+        _hook(clock.pre_request, clock.hook_worker, HookRequest(exchange.environ))
     response = Response(exchange)
     result: Any = None
     try:
@@ -94,12 +100,51 @@ def _fail(exchange: Exchange, response: Response, error: Exception) -> None:
 
 
 def _log_access(exchange: Exchange, response: Response) -> None:
-    access_log = exchange.clock.access_log
-    if access_log is not None:
+    clock = exchange.clock
+    if clock.access_log is not None:
         try:
-            access_log(exchange, response.code, response.sent)
+            clock.access_log(
+                exchange.environ, response.code, response.app_headers, response.sent,
+                time.monotonic() - exchange.started_at,
+            )
         except Exception:
             log.exception("could not write the access log")
+    if clock.post_request is not None:
+        view = HookResponse(response.code, response.app_headers, response.sent)
+        _hook(clock.post_request, clock.hook_worker, HookRequest(exchange.environ),
+              exchange.environ, view)
+
+
+class HookRequest:
+    """What a `pre_request`/`post_request` hook sees as `req` (gunicorn's attribute names)."""
+
+    def __init__(self, environ: dict[str, Any]) -> None:
+        self.method = environ["REQUEST_METHOD"]
+        self.path = environ["PATH_INFO"]
+        self.query = environ["QUERY_STRING"]
+        self.uri = environ.get("RAW_URI", self.path)
+        self.version = environ["SERVER_PROTOCOL"]
+        self.headers = [
+            (key[5:].replace("_", "-"), value)
+            for key, value in environ.items() if key.startswith("HTTP_")
+        ]
+
+
+class HookResponse:
+    """What a `post_request` hook sees as `resp`."""
+
+    def __init__(self, status: int, headers: list[tuple[str, str]], sent: int) -> None:
+        self.status_code = status
+        self.status = str(status)
+        self.headers = headers
+        self.sent = sent
+
+
+def _hook(hook: Callable[..., Any], *args: Any) -> None:
+    try:
+        hook(*args)
+    except Exception:
+        log.exception("the %s hook failed", getattr(hook, "__name__", "request"))
 
 
 def _describe(exchange: Exchange) -> str:

@@ -1,4 +1,5 @@
-"""The `wsgiserve` command: flags generated from `Settings`, app loading, exit codes.
+"""The `wsgiserve` command: flags generated from `Settings`, configuration sources merged,
+the app named, and the supervisor started.
 
 The only module that prints to the terminal or chooses an exit code.
 """
@@ -7,44 +8,86 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__, logs
-from .appload import load_app
+from . import __version__, config, logs
+from .appload import load_app, prepare_process
 from .errors import StartupError
-from .server import open_listeners, run
+from .server import open_listeners
 from .settings import Settings, setting_fields
+from .supervisor import Supervisor
 
 EXIT_USAGE = 2
+
+# gunicorn flags that are accepted and ignored (with the reason), or refused.
+IGNORED_FLAGS = {
+    "--worker-connections": "wsgiserve has no per-worker connection setting of that name yet",
+    "--worker-tmp-dir": "heartbeats go through a pipe, not a temporary file",
+    "--no-sendfile": "responses are written by the event loop",
+}
+REFUSED_FLAGS = {
+    "-D": "run wsgiserve in the foreground under systemd, a container or a process manager",
+    "--daemon": "run wsgiserve in the foreground under systemd, a container or a process manager",
+    "--paste": "paste deployment is not supported: give MODULE:APP",
+    "--proxy-protocol": "the PROXY protocol is not supported",
+}
+WORKER_CLASSES_OK = {"sync", "gthread", "uvicorn.workers.UvicornWorker"}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wsgiserve",
         description="Serve a WSGI app: uvloop + httptools on the event loop, "
-        "the app in a bounded thread pool.",
-        epilog="Example: wsgiserve myproject.wsgi:application -b 0.0.0.0:8000 --threads 16",
+        "the app in a bounded thread pool, pre-forked workers.",
+        epilog="Example: wsgiserve myproject.wsgi:application -b 0.0.0.0:8000 -w 4 --threads 16. "
+        "Precedence: command line > $WSGISERVE_CMD_ARGS > -c FILE > [tool.wsgiserve] in "
+        "pyproject.toml > defaults.",
     )
-    parser.add_argument("app", metavar="MODULE:APP", help="the WSGI app, like myapp:app")
+    parser.add_argument("app", metavar="MODULE:APP", nargs="?",
+                        help="the WSGI app, like myapp:app or myapp:create_app()")
     parser.add_argument("--version", action="version", version=f"wsgiserve {__version__}")
-    parser.add_argument("--chdir", metavar="DIR", help="change to DIR before loading the app")
+    parser.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS,
+                        help="a gunicorn.conf.py-style Python file of settings and hooks")
+    parser.add_argument("--check-config", action="store_true", default=argparse.SUPPRESS,
+                        help="check the configuration and that the app loads, then exit")
+    parser.add_argument("--print-config", action="store_true", default=argparse.SUPPRESS,
+                        help="print the resolved settings as JSON, then exit")
+    parser.add_argument("-k", "--worker-class", metavar="CLASS", default=argparse.SUPPRESS,
+                        help="accepted for gunicorn compatibility: wsgiserve always runs an "
+                        "event loop plus threads (gevent/eventlet are refused)")
+    for flag, reason in IGNORED_FLAGS.items():
+        parser.add_argument(flag, nargs="?", const=True, default=argparse.SUPPRESS,
+                            help=f"ignored ({reason})")
+    for flag, reason in REFUSED_FLAGS.items():
+        if flag != "-D":
+            parser.add_argument(*(["-D", flag] if flag == "--daemon" else [flag]),
+                                nargs="?", const=True, default=argparse.SUPPRESS,
+                                help=f"refused: {reason}")
     for field in setting_fields():
         meta = field.metadata
         help_text = meta["help"]
         default = field.default
-        if default is not None and default != ():
+        if default not in (None, (), False):
             shown = ", ".join(default) if isinstance(default, tuple) else default
             help_text += f" (default: {shown}{' ' + meta['unit'] if meta['unit'] else ''})"
         kwargs: dict[str, Any] = {
             "dest": field.name,
-            "help": help_text,
+            "help": help_text.replace("%", "%%"),
             "metavar": meta["metavar"] or None,
             "default": argparse.SUPPRESS,
         }
-        if field.name == "bind":
+        if field.type in ("tuple[str, ...]",):
             kwargs["action"] = "append"
+        elif field.type in ("bool", bool):
+            kwargs["action"] = "store_true"
+            del kwargs["metavar"]
+        elif field.name == "umask":
+            kwargs["type"] = functools.partial(int, base=0)  # 0o007, 0x7 or 7
         elif field.type in ("int", int):
             kwargs["type"] = int
         elif field.type in ("float", float):
@@ -53,28 +96,126 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SETTING_NAMES = {field.name for field in dataclasses.fields(Settings)}
+
+
 def settings_from_args(namespace: argparse.Namespace) -> Settings:
-    known = {field.name for field in dataclasses.fields(Settings)}
-    values = {name: value for name, value in vars(namespace).items() if name in known}
+    values = {name: value for name, value in vars(namespace).items() if name in SETTING_NAMES}
     return Settings.from_mapping(values)
+
+
+@dataclasses.dataclass
+class Resolved:
+    settings: Settings
+    app: str
+    hooks: config.Hooks
+    actions: dict[str, Any]
+
+
+def resolve(argv: Sequence[str] | None, parser: argparse.ArgumentParser) -> Resolved:
+    """Merge every configuration source into one `Settings` (see the module docstring)."""
+    cli = vars(parser.parse_args(argv))
+    env = vars(parser.parse_args(config.env_args()))
+    _check_compat(cli, parser)
+    _check_compat(env, parser)
+    values: dict[str, Any] = {}
+    directory = cli.get("chdir") or env.get("chdir") or os.getcwd()
+    values.update(config.load_pyproject(directory))
+    hooks = config.Hooks()
+    config_file = cli.get("config") or env.get("config")
+    if config_file:
+        from_file, hooks = config.load_python_file(config_file)
+        values.update(from_file)
+    for layer in (env, cli):
+        values.update({k: v for k, v in layer.items() if k in SETTING_NAMES})
+    if "workers" not in values and os.environ.get("WEB_CONCURRENCY", "").isdigit():
+        values["workers"] = int(os.environ["WEB_CONCURRENCY"])
+    if "forwarded_allow_ips" not in values and os.environ.get("FORWARDED_ALLOW_IPS"):
+        values["forwarded_allow_ips"] = os.environ["FORWARDED_ALLOW_IPS"]
+    app = cli.get("app") or env.get("app") or values.pop("wsgi_app", None)
+    if not app:
+        parser.error("the app is missing: give MODULE:APP, like myproject.wsgi:application")
+    try:
+        settings = Settings.from_mapping(values)
+    except (TypeError, ValueError) as error:
+        raise StartupError(f"invalid configuration: {error}") from None
+    actions: dict[str, Any] = {
+        k: cli[k] for k in ("check_config", "print_config", "config") if k in cli
+    }
+    return Resolved(settings, str(app), hooks, actions)
+
+
+def _check_compat(values: dict[str, Any], parser: argparse.ArgumentParser) -> None:
+    for flag in (*IGNORED_FLAGS, *REFUSED_FLAGS):
+        dest = flag.lstrip("-").replace("-", "_")
+        if dest in values:
+            if flag in REFUSED_FLAGS:
+                parser.error(f"{flag} is not supported: {REFUSED_FLAGS[flag]}")
+            print(f"wsgiserve: warning: {flag} is ignored: {IGNORED_FLAGS[flag]}", file=sys.stderr)
+            del values[dest]
+    worker_class = values.pop("worker_class", None)
+    if worker_class is not None:
+        if worker_class in ("gevent", "eventlet", "tornado") or "gevent" in worker_class:
+            parser.error(
+                f"-k {worker_class} is not supported: wsgiserve runs your app in a thread pool "
+                "behind an asyncio event loop; monkey-patching green threads would break the "
+                "loop. Drop -k and size --threads for your I/O wait instead."
+            )
+        if worker_class not in WORKER_CLASSES_OK:
+            parser.error(f"-k {worker_class}: unknown worker class")
+        print(f"wsgiserve: warning: -k {worker_class} is ignored: wsgiserve always runs an "
+              "event loop plus a thread pool (--threads)", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    namespace = parser.parse_args(argv)
     try:
-        settings = settings_from_args(namespace)
-    except (TypeError, ValueError) as error:
-        parser.error(str(error))
-    logs.configure(settings.log_level, settings.access_logfile)
+        resolved = resolve(argv, parser)
+    except StartupError as error:
+        print(f"wsgiserve: error: {error}", file=sys.stderr)
+        return error.exit_code
+    settings = resolved.settings
+    if resolved.actions.get("print_config"):
+        shown = dataclasses.asdict(settings)
+        print(json.dumps({"app": resolved.app, **shown}, indent=2, default=str))
+        return 0
     try:
-        app = load_app(namespace.app, chdir=namespace.chdir)
+        logs.AccessLog(settings.access_logformat, settings.access_log_json)  # fail before forking
+        logs.configure(
+            log_level=settings.log_level,
+            error_logfile=settings.error_logfile,
+            access_logfile=settings.access_logfile,
+            log_config=settings.log_config,
+            capture_output=settings.capture_output,
+        )
+    except ValueError as error:
+        print(f"wsgiserve: error: --access-logformat: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except StartupError as error:
+        print(f"wsgiserve: error: {error}", file=sys.stderr)
+        return error.exit_code
+    loader = functools.partial(load_app, resolved.app, factory=settings.factory)
+    try:
+        prepare_process(settings.chdir, settings.pythonpath, settings.raw_env, settings.umask)
+        if resolved.actions.get("check_config"):
+            loader()
+            print(f"wsgiserve: configuration OK; {resolved.app} loads", file=sys.stderr)
+            return 0
         listeners = open_listeners(settings)
     except StartupError as error:
         print(f"wsgiserve: error: {error}", file=sys.stderr)
         return error.exit_code
-    run(app, settings, listeners)
-    return 0
+    reload_settings = None
+    if "config" in resolved.actions:
+        def reload_settings() -> Settings:
+            return resolve(argv, parser).settings
+    supervisor = Supervisor(settings, listeners, loader, reload=reload_settings,
+                            hooks=resolved.hooks)
+    try:
+        return supervisor.run()
+    except StartupError as error:  # --preload: the app is loaded here, before any fork
+        print(f"wsgiserve: error: {error}", file=sys.stderr)
+        return error.exit_code
 
 
 if __name__ == "__main__":

@@ -23,14 +23,27 @@ DRAIN_LIMIT = 64 * 1024  # unread request-body bytes we read and drop to keep a 
 class ServerClock:
     """Values shared by every connection of a server, refreshed by the loop once a second."""
 
-    __slots__ = ("access_log", "date_header", "draining", "now", "server_header")
+    __slots__ = (
+        "access_log",
+        "date_header",
+        "draining",
+        "hook_worker",
+        "now",
+        "post_request",
+        "pre_request",
+        "server_header",
+    )
 
     def __init__(self, server_name: str) -> None:
         self.date_header = b""
         self.server_header = f"Server: {server_name}\r\n".encode("latin-1")
         self.draining = False
         self.now = 0.0
-        self.access_log: Any = None  # a callable(exchange, status, sent) or None
+        self.access_log: Any = None  # see logs.AccessLog
+        # gunicorn-style request hooks from a config file, and the `worker` they receive
+        self.pre_request: Any = None
+        self.post_request: Any = None
+        self.hook_worker: Any = None
 
 
 class Connection(Protocol):
@@ -59,7 +72,9 @@ class Exchange:
         "head_request",
         "keep_alive",
         "post",
+        "reported",
         "started_at",
+        "thread_id",
         "upgrade",
         "version",
     )
@@ -87,6 +102,8 @@ class Exchange:
         self.upgrade = False
         self.error: Exception | None = None
         self.started_at = time.monotonic()
+        self.thread_id: int | None = None  # the worker thread running it, once one does
+        self.reported = False  # logged as running too long
 
     # -- worker thread -----------------------------------------------------------------
 

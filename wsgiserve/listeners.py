@@ -56,19 +56,26 @@ def parse_bind(spec: str) -> tuple[str, str | int]:
     return host or "0.0.0.0", port
 
 
-def open_listener(spec: str, backlog: int) -> Listener:
+def open_listener(
+    spec: str, backlog: int, scheme: str = "http", reuse_port: bool = False
+) -> Listener:
     """Bind and listen; raise `StartupError` with a readable message on failure."""
     kind, where = parse_bind(spec)
     if kind == "unix":
         return _unix(str(where), backlog)
     if kind == "fd":
-        sock = socket.socket(fileno=int(where))
+        try:
+            sock = socket.socket(fileno=int(where))
+        except OSError as error:
+            raise StartupError(f"bind {spec}: {error.strerror or error}") from None
         sock.setblocking(False)
-        return Listener(sock, _url(sock))
-    return _tcp(kind, int(where), backlog, spec)
+        return Listener(sock, _url(sock, scheme))
+    return _tcp(kind, int(where), backlog, spec, scheme, reuse_port)
 
 
-def _tcp(host: str, port: int, backlog: int, spec: str) -> Listener:
+def _tcp(
+    host: str, port: int, backlog: int, spec: str, scheme: str, reuse_port: bool
+) -> Listener:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as error:
@@ -77,6 +84,8 @@ def _tcp(host: str, port: int, backlog: int, spec: str) -> Listener:
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(address)
@@ -90,7 +99,7 @@ def _tcp(host: str, port: int, backlog: int, spec: str) -> Listener:
             ) from None
         raise StartupError(f"cannot bind {spec}: {error.strerror or error}") from None
     sock.setblocking(False)
-    return Listener(sock, _url(sock))
+    return Listener(sock, _url(sock, scheme))
 
 
 def _unix(path: str, backlog: int) -> Listener:
@@ -117,20 +126,42 @@ def _unix(path: str, backlog: int) -> Listener:
     return Listener(sock, f"unix:{path}")
 
 
-def _url(sock: socket.socket) -> str:
+def _url(sock: socket.socket, scheme: str = "http") -> str:
     address = sock.getsockname()
     if sock.family == socket.AF_UNIX:
         return f"unix:{address}"
     host, port = address[0], address[1]
     if sock.family == socket.AF_INET6:
-        return f"http://[{host}]:{port}"
-    return f"http://{host}:{port}"
+        return f"{scheme}://[{host}]:{port}"
+    return f"{scheme}://{host}:{port}"
 
 
-def close_listener(listener: Listener) -> None:
-    """Close the socket and remove a unix socket file we created."""
+def close_listener(listener: Listener, unlink: bool = True) -> None:
+    """Close the socket and (if `unlink`) remove a unix socket file we created."""
     address = listener.sock.getsockname() if listener.sock.fileno() >= 0 else None
     listener.sock.close()
-    if listener.url.startswith("unix:") and isinstance(address, str) and address:
+    if unlink and listener.url.startswith("unix:") and isinstance(address, str) and address:
         with contextlib.suppress(OSError):
             os.unlink(address)
+
+
+SD_LISTEN_FDS_START = 3  # sd_listen_fds(3): passed sockets start at file descriptor 3
+
+
+def systemd_listeners(scheme: str = "http") -> list[Listener]:
+    """Sockets passed by systemd socket activation (LISTEN_FDS/LISTEN_PID), if any.
+
+    The variables are removed once read, so a process we start does not claim them too.
+    """
+    pid = os.environ.get("LISTEN_PID", "")
+    count = os.environ.get("LISTEN_FDS", "")
+    if not pid.isdigit() or int(pid) != os.getpid() or not count.isdigit():
+        return []
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    listeners = []
+    for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + int(count)):
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        listeners.append(Listener(sock, _url(sock, scheme)))
+    return listeners

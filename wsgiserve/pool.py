@@ -67,6 +67,7 @@ class WorkerPool(Generic[Job]):
         self._in_flight = 0
         self._waiters: collections.deque[Callable[[], None]] = collections.deque()
         self.wakeups = 0
+        self.completed = 0
 
     def start(self) -> None:
         for number in range(self._size):
@@ -104,6 +105,7 @@ class WorkerPool(Generic[Job]):
     def finished(self) -> None:
         """Report that one submitted job has completed (called on the loop thread)."""
         self._in_flight -= 1
+        self.completed += 1
         while self._waiters and self._in_flight < self._limit:
             self._waiters.popleft()()
 

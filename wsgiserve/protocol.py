@@ -64,8 +64,7 @@ class _ParserStop(Exception):
 class HttpProtocol(asyncio.Protocol):
     # Slots keep an idle keep-alive connection small (no per-instance __dict__).
     __slots__ = (
-        "_current",
-        "_environ_base",
+                "_environ_base",
         "_error",
         "_field_count",
         "_head_bytes",
@@ -79,6 +78,7 @@ class HttpProtocol(asyncio.Protocol):
         "_responded",
         "_stop_parsing",
         "_url",
+        "current",
         "gate",
         "idle_since",
         "phase",
@@ -98,7 +98,7 @@ class HttpProtocol(asyncio.Protocol):
         self._environ_base: dict[str, Any] = {}
         self._paused = 0
         self._pipeline: collections.deque[Exchange | HTTPError] = collections.deque()
-        self._current: Exchange | None = None  # in the pool or the app
+        self.current: Exchange | None = None  # in the pool or the app
         self._responded = False  # the current response has begun on the wire
         self._receiving: Exchange | None = None  # whose body is arriving
         self._raw_body = False  # after a declined Upgrade, bytes go to the body unparsed
@@ -129,8 +129,8 @@ class HttpProtocol(asyncio.Protocol):
         self.server.connections.discard(self)
         self.gate.abort()
         gone = ClientDisconnected("client disconnected")
-        if self._current is not None and isinstance(self._current.body, RequestBody):
-            self._current.body.fail(gone)
+        if self.current is not None and isinstance(self.current.body, RequestBody):
+            self.current.body.fail(gone)
         self._pipeline.clear()
 
     def pause_writing(self) -> None:
@@ -147,7 +147,7 @@ class HttpProtocol(asyncio.Protocol):
             receiving.body.fail(BodyFramingError("the request body was cut short"))
         self._stop_parsing = True
         # With nothing to answer, returning False lets the transport close.
-        return self._current is not None or bool(self._pipeline)
+        return self.current is not None or bool(self._pipeline)
 
     def data_received(self, data: bytes) -> None:
         if self._stop_parsing:
@@ -275,7 +275,7 @@ class HttpProtocol(asyncio.Protocol):
             # The error came in the body of a request we already took in.
             self._receiving = None
             receiving.keep_alive = False
-            if receiving is self._current:
+            if receiving is self.current:
                 receiving.body.fail(BodyFramingError(http_error.detail))
                 self._stop_parsing = True
                 return
@@ -328,7 +328,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def _dispatch(self) -> None:
         """Start the next pipelined request if none is in the app."""
-        while self._current is None and self._pipeline and self.transport is not None:
+        while self.current is None and self._pipeline and self.transport is not None:
             item = self._pipeline[0]
             if isinstance(item, HTTPError):
                 self._pipeline.clear()
@@ -343,7 +343,7 @@ class HttpProtocol(asyncio.Protocol):
                 self._pause(PAUSED_POOL)
                 return
             self._pipeline.popleft()
-            self._current = item
+            self.current = item
             self._responded = False
             pool.submit(item)
         if self._pipeline:
@@ -365,7 +365,7 @@ class HttpProtocol(asyncio.Protocol):
         return wake_loop
 
     def _on_body_wanted(self, _: None) -> None:
-        current = self._current
+        current = self.current
         if current is None or self.transport is None:
             return
         body = current.body
@@ -389,8 +389,8 @@ class HttpProtocol(asyncio.Protocol):
     def on_end(self, ending: tuple[bytes, bool]) -> None:
         data, keep_alive = ending
         self.server.pool.finished()
-        exchange = self._current
-        self._current = None
+        exchange = self.current
+        self.current = None
         transport = self.transport
         if transport is None:
             return
@@ -409,7 +409,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_abort(self, exchange: Exchange) -> None:
         self.server.pool.finished()
-        self._current = None
+        self.current = None
         if self.transport is not None:
             self.transport.abort()
             self.phase = Phase.CLOSED
@@ -445,7 +445,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def in_flight(self) -> bool:
         """True while a request is waiting for, or running in, the app."""
-        return self._current is not None or bool(self._pipeline)
+        return self.current is not None or bool(self._pipeline)
 
     def close_if_idle(self) -> bool:
         """Close the connection unless a request is in flight (shutdown, idle timeout)."""

@@ -95,6 +95,7 @@ class Response:
         "_exchange",
         "_headers",
         "_status_line",
+        "app_headers",
         "chunked",
         "close_after",
         "head_sent",
@@ -114,6 +115,7 @@ class Response:
         self.close_after = False
         self.sent = 0  # body bytes sent
         self._ending: bytes | None = None
+        self.app_headers: list[tuple[str, str]] = []  # as given, for the access log
 
     @property
     def code(self) -> int:
@@ -137,6 +139,7 @@ class Response:
             raise AssertionError("start_response called a second time without exc_info")
         self._status_line, self._code = status_line(status)
         self._prepare_headers(headers)
+        self.app_headers = headers
         self.started = True
         return self.write
 

@@ -9,19 +9,21 @@ import functools
 import logging
 import os
 import signal
+import sys
 import threading
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from email.utils import formatdate
 from typing import Any
 
 import uvloop
 
-from . import logs
+from . import logs, tls
 from .call import App, run_app
 from .environ import server_environ
-from .exchange import ServerClock
-from .listeners import Listener, close_listener, open_listener
+from .exchange import Exchange, ServerClock
+from .listeners import Listener, close_listener, open_listener, systemd_listeners
 from .pool import WorkerPool
 from .protocol import HttpProtocol
 from .response import FileWrapper
@@ -43,10 +45,15 @@ class Server:
         self.app = app
         self.settings = settings
         self.clock = ServerClock(SERVER_NAME)
-        if settings.access_logfile:
-            self.clock.access_log = logs.AccessLog()
+        if settings.access_logfile or settings.log_config:
+            self.clock.access_log = logs.AccessLog(
+                settings.access_logformat, settings.access_log_json
+            )
         self.connections: set[HttpProtocol] = set()
-        self.environ_base = server_environ("http", False, FileWrapper)
+        self.ssl = tls.server_context(settings)
+        self.environ_base = server_environ(
+            "https" if self.ssl else "http", settings.workers > 1, FileWrapper
+        )
         # Bytes a request head may take before we answer 431, whatever its shape.
         self.head_limit = (
             settings.limit_request_line
@@ -59,6 +66,9 @@ class Server:
         self._stopping: asyncio.Event | None = None
         self._ticker: asyncio.TimerHandle | None = None
         self.stop_requested = False
+        self.owns_listeners = True
+        # Called once a second on the loop thread (a worker process adds its heartbeat here).
+        self.tick_callbacks: list[Callable[[], None]] = []
 
     async def start(self, listeners: list[Listener]) -> None:
         """Start the threads and accept connections on `listeners`."""
@@ -76,10 +86,12 @@ class Server:
         self.listeners = listeners
         for listener in listeners:
             server = await loop.create_server(
-                lambda: HttpProtocol(self), sock=listener.sock, backlog=self.settings.backlog
+                lambda: HttpProtocol(self),
+                sock=listener.sock,
+                backlog=self.settings.backlog,
+                ssl=self.ssl,
             )
             self._servers.append(server)
-            log.info("Listening at: %s (%d)", listener.url, os.getpid())
 
     async def serve_until_stopped(self) -> None:
         assert self._stopping is not None
@@ -101,7 +113,8 @@ class Server:
         for server in self._servers:
             server.close()
         for listener in self.listeners:
-            close_listener(listener)
+            # A worker process shares its sockets: only their owner removes a unix socket file.
+            close_listener(listener, unlink=self.owns_listeners)
         deadline = time.monotonic() + self.settings.graceful_timeout
         while True:
             for connection in list(self.connections):
@@ -129,10 +142,40 @@ class Server:
         clock.now = now
         clock.date_header = f"Date: {formatdate(usegmt=True)}\r\n".encode("ascii")
         keep_alive = self.settings.keep_alive
+        timeout = self.settings.timeout
         for connection in list(self.connections):
             if now - connection.idle_since >= keep_alive:
                 connection.close_if_idle()
+            exchange = connection.current
+            if timeout and exchange is not None and not exchange.reported:
+                _report_if_hung(exchange, timeout)
+        for callback in self.tick_callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("error in a periodic callback")
         self._ticker = loop.call_at(now + 1.0, self._tick)
+
+    @property
+    def completed(self) -> int:
+        """Requests this server has finished (answered or aborted)."""
+        return self.pool.completed
+
+
+def _report_if_hung(exchange: Exchange, timeout: float) -> None:
+    """Log a request running longer than `timeout` with the stack of its thread, once."""
+    age = time.monotonic() - exchange.started_at
+    thread_id = exchange.thread_id
+    if age < timeout or thread_id is None:
+        return
+    exchange.reported = True
+    frame = sys._current_frames().get(thread_id)
+    stack = "".join(traceback.format_stack(frame)) if frame is not None else "(thread gone)\n"
+    environ = exchange.environ
+    log.warning(
+        "request running for %.1f s (over --timeout %g): %s %s\nits thread's stack:\n%s",
+        age, timeout, environ["REQUEST_METHOD"], environ["PATH_INFO"], stack.rstrip(),
+    )
 
 
 def settings_for(host: str, port: int, overrides: dict[str, Any]) -> Settings:
@@ -144,10 +187,16 @@ def settings_for(host: str, port: int, overrides: dict[str, Any]) -> Settings:
 
 
 def open_listeners(settings: Settings) -> list[Listener]:
-    listeners: list[Listener] = []
+    scheme = "https" if settings.certfile else "http"
+    listeners = systemd_listeners(scheme)
+    if listeners:
+        log.info("Using %d socket(s) from systemd socket activation", len(listeners))
+        return listeners
     try:
         for spec in settings.bind:
-            listeners.append(open_listener(spec, settings.backlog))
+            listeners.append(
+                open_listener(spec, settings.backlog, scheme=scheme, reuse_port=settings.reuse_port)
+            )
     except BaseException:
         for listener in listeners:
             close_listener(listener)
@@ -166,6 +215,8 @@ def run(app: App, settings: Settings, listeners: list[Listener] | None = None) -
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, _on_signal, server, signum)
         await server.start(listeners)
+        for listener in listeners:
+            log.info("Listening at: %s (%d)", listener.url, os.getpid())
         await server.serve_until_stopped()
         log.info("Shutdown complete")
 
@@ -196,7 +247,13 @@ def serve(app: App, host: str = "127.0.0.1", port: int = 8000, **settings: Any) 
         TypeError: an unknown setting was given.
     """
     resolved = settings_for(host, port, settings)
-    logs.configure(resolved.log_level, resolved.access_logfile)
+    logs.configure(
+        resolved.log_level,
+        resolved.access_logfile,
+        error_logfile=resolved.error_logfile,
+        log_config=resolved.log_config,
+        capture_output=resolved.capture_output,
+    )
     run(app, resolved)
 
 
@@ -227,8 +284,14 @@ def background_server(
     read it from `.url` or `.port`) and is stopped gracefully when it ends.
     """
     resolved = settings_for(host, port, settings)
-    if resolved.access_logfile:
-        logs.configure(resolved.log_level, resolved.access_logfile)
+    if resolved.access_logfile or resolved.log_config or resolved.error_logfile:
+        logs.configure(
+            resolved.log_level,
+            resolved.access_logfile,
+            error_logfile=resolved.error_logfile,
+            log_config=resolved.log_config,
+            capture_output=resolved.capture_output,
+        )
     listeners = open_listeners(resolved)
     server = Server(app, resolved)
     ready = threading.Event()

@@ -65,6 +65,39 @@ class Settings:
         metavar="FILE",
         help="Write an access log line per request to FILE ('-' is stdout). Off by default.",
     )
+    access_logformat: str | None = _setting(
+        None,
+        "--access-logformat",
+        metavar="FORMAT",
+        help="Access log format with gunicorn's atoms, e.g. '%(h)s \"%(r)s\" %(s)s %(M)sms'. "
+        "Default: gunicorn's.",
+    )
+    access_log_json: bool = _setting(
+        False, "--access-log-json", help="Write the access log as one JSON object per line."
+    )
+    error_logfile: str | None = _setting(
+        None,
+        "--error-logfile",
+        "--log-file",
+        metavar="FILE",
+        help="Where the error log goes ('-' or unset: stderr).",
+    )
+    log_config: str | None = _setting(
+        None,
+        "--log-config",
+        metavar="FILE",
+        help="A logging dictConfig in a .json or .toml file; replaces the logging set-up.",
+    )
+    capture_output: bool = _setting(
+        False, "--capture-output", help="Send the app's stdout and stderr to the error log file."
+    )
+    forwarded_allow_ips: str = _setting(
+        "127.0.0.1,::1",
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        help="Peers (IPs, CIDRs, or *) whose X-Forwarded-* and Forwarded headers are believed. "
+        "Default: $FORWARDED_ALLOW_IPS, else 127.0.0.1,::1.",
+    )
     limit_request_line: int = _setting(
         4094,
         "--limit-request-line",
@@ -87,6 +120,105 @@ class Settings:
         help="Longest header field line, CRLF included (longer: 431). 0 means the maximum, 65535.",
     )
 
+    # -- processes ------------------------------------------------------------------------
+    workers: int = _setting(
+        1,
+        "-w",
+        "--workers",
+        metavar="N",
+        help="Worker processes, each with its own event loop and threads. Default: "
+        "$WEB_CONCURRENCY, else 1.",
+    )
+    timeout: float = _setting(
+        30.0,
+        "-t",
+        "--timeout",
+        unit="seconds",
+        metavar="SECONDS",
+        help="A request running longer is logged with its thread's stack; a worker whose event "
+        "loop misses its heartbeat this long is killed and replaced. 0 turns both off.",
+    )
+    max_requests: int = _setting(
+        0,
+        "--max-requests",
+        metavar="N",
+        help="Restart a worker gracefully after it served N requests (0: never).",
+    )
+    max_requests_jitter: int = _setting(
+        0,
+        "--max-requests-jitter",
+        metavar="N",
+        help="Add a random 0..N to --max-requests per worker, so workers do not restart together.",
+    )
+    preload_app: bool = _setting(
+        False, "--preload", help="Load the app in the supervisor, before the workers fork."
+    )
+    reuse_port: bool = _setting(
+        False, "--reuse-port", help="Set SO_REUSEPORT on listening sockets."
+    )
+    pidfile: str | None = _setting(
+        None, "-p", "--pid", metavar="FILE", help="Write the supervisor's pid to FILE."
+    )
+    chdir: str | None = _setting(
+        None, "--chdir", metavar="DIR", help="Change to DIR before loading the app."
+    )
+    pythonpath: str | None = _setting(
+        None,
+        "--pythonpath",
+        metavar="DIRS",
+        help="Comma-separated directories to put first on sys.path before loading the app.",
+    )
+    raw_env: tuple[str, ...] = _setting(
+        (),
+        "-e",
+        "--env",
+        metavar="KEY=VALUE",
+        help="Set an environment variable for the app. Repeatable.",
+    )
+    proc_name: str | None = _setting(
+        None,
+        "-n",
+        "--name",
+        metavar="NAME",
+        help="Process title (shown by ps and top when setproctitle is installed).",
+    )
+    umask: int = _setting(
+        0,
+        "--umask",
+        metavar="MASK",
+        help="umask for the processes, which sets the permissions of unix sockets "
+        "(e.g. 0o007). 0 leaves the umask as it is.",
+    )
+    factory: bool = _setting(
+        False, "--factory", help="Treat MODULE:NAME as a factory: call it to get the app."
+    )
+    reload: bool = _setting(
+        False,
+        "--reload",
+        help="Development: restart the workers when a .py file under the app's directory "
+        "changes (watchfiles if installed, else polling).",
+    )
+
+    # -- TLS ---------------------------------------------------------------------------------
+    certfile: str | None = _setting(
+        None, "--certfile", metavar="FILE", help="Serve HTTPS with this certificate (PEM)."
+    )
+    keyfile: str | None = _setting(
+        None, "--keyfile", metavar="FILE", help="The certificate's private key (PEM)."
+    )
+    ca_certs: str | None = _setting(
+        None, "--ca-certs", metavar="FILE", help="CA certificates to verify client certificates."
+    )
+    cert_reqs: int = _setting(
+        0,
+        "--cert-reqs",
+        metavar="N",
+        help="Client certificates: 0 not asked, 1 optional, 2 required (gunicorn's numbers).",
+    )
+    ciphers: str | None = _setting(
+        None, "--ciphers", metavar="LIST", help="OpenSSL cipher list (default: Python's)."
+    )
+
     def __post_init__(self) -> None:
         if isinstance(self.bind, str):
             object.__setattr__(self, "bind", (self.bind,))
@@ -94,9 +226,19 @@ class Settings:
             object.__setattr__(self, "bind", tuple(self.bind))
         if not self.bind:
             raise ValueError("bind: at least one address is needed")
-        if self.threads < 1:
-            raise ValueError(f"threads must be at least 1, not {self.threads}")
-        for name in ("keep_alive", "graceful_timeout"):
+        for name in ("threads", "workers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.cert_reqs not in (0, 1, 2):
+            raise ValueError("cert_reqs must be 0, 1 or 2")
+        for name in ("max_requests", "max_requests_jitter", "umask"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        object.__setattr__(self, "raw_env", tuple(self.raw_env))
+        for item in self.raw_env:
+            if "=" not in item:
+                raise ValueError(f"env: {item!r} is not KEY=VALUE")
+        for name in ("keep_alive", "graceful_timeout", "timeout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.backlog < 1:
@@ -139,7 +281,7 @@ def markdown_table() -> str:
         default = field.default
         if isinstance(default, tuple):
             default = ", ".join(default)
-        shown = "off" if default is None else f"{default}"
+        shown = "off" if default in (None, False, "") else f"{default}"
         if meta["unit"] and default is not None:
             shown += f" {meta['unit']}"
         flags = ", ".join(f"`{flag}`" for flag in meta["flags"])

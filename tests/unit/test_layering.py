@@ -10,8 +10,8 @@ import pytest
 PACKAGE = Path(__file__).parents[2] / "wsgiserve"
 
 # Worker-side and pure modules: they run in worker threads or hold no I/O at all.
-LOOP_FREE = ["body", "call", "environ", "errors", "exchange", "flow", "pool", "response",
-             "settings", "validate"]
+LOOP_FREE = ["body", "call", "config", "environ", "errors", "exchange", "flow", "logs", "pool",
+             "reload", "response", "settings", "tls", "validate"]
 
 
 def imported_modules(module: str) -> set[str]:

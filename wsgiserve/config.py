@@ -1,0 +1,149 @@
+"""Configuration sources below the command line: a gunicorn-style Python file,
+`[tool.wsgiserve]` in pyproject.toml, and `WSGISERVE_CMD_ARGS`.
+
+Precedence (highest first): command line > WSGISERVE_CMD_ARGS > config file >
+pyproject.toml > defaults. Every source yields a plain dict of setting names;
+`cli.py` merges them and builds one `Settings`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import StartupError
+from .settings import Settings
+
+log = logging.getLogger("wsgiserve.error")
+
+# gunicorn's setting names that we spell differently.
+ALIASES = {
+    "keepalive": "keep_alive",
+    "accesslog": "access_logfile",
+    "errorlog": "error_logfile",
+    "loglevel": "log_level",
+    "access_log_format": "access_logformat",
+    "logconfig": "log_config",
+    "preload": "preload_app",
+    "env": "raw_env",
+}
+
+# Names a gunicorn config file may set that mean nothing here; accepted with a warning.
+IGNORED = {
+    "worker_class": "wsgiserve always runs an event loop plus a thread pool",
+    "worker_connections": "use --max-connections (a per-worker connection limit) instead",
+    "sendfile": "responses are written by the event loop",
+    "worker_tmp_dir": "heartbeats go through a pipe, not a temporary file",
+    "secure_scheme_headers": "use forwarded_allow_ips; X-Forwarded-Proto is honoured from it",
+    "strip_header_spaces": "whitespace before a colon is always refused (RFC 9112 §5.1)",
+    "suppress_ragged_eofs": "",
+    "do_handshake_on_connect": "",
+    "enable_stdio_inheritance": "",
+    "initgroups": "",
+    "spew": "",
+}
+
+HOOKS = ("on_starting", "when_ready", "post_fork", "pre_request", "post_request",
+         "worker_exit", "on_exit", "on_reload", "pre_fork", "worker_int", "worker_abort")
+
+
+@dataclasses.dataclass(frozen=True)
+class Hooks:
+    """Server hooks from a config file (gunicorn's names and meanings)."""
+
+    on_starting: Callable[..., Any] | None = None
+    when_ready: Callable[..., Any] | None = None
+    pre_fork: Callable[..., Any] | None = None
+    post_fork: Callable[..., Any] | None = None
+    pre_request: Callable[..., Any] | None = None
+    post_request: Callable[..., Any] | None = None
+    worker_exit: Callable[..., Any] | None = None
+    worker_int: Callable[..., Any] | None = None
+    worker_abort: Callable[..., Any] | None = None
+    on_reload: Callable[..., Any] | None = None
+    on_exit: Callable[..., Any] | None = None
+
+
+SETTING_NAMES = frozenset(field.name for field in dataclasses.fields(Settings))
+
+
+def normalise(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """Map gunicorn spellings to ours; warn about ignored names; refuse unknown ones."""
+    result: dict[str, Any] = {}
+    for raw_name, value in values.items():
+        name = ALIASES.get(raw_name.replace("-", "_"), raw_name.replace("-", "_"))
+        if name in IGNORED:
+            reason = IGNORED[name]
+            log.warning("%s: %s is ignored%s", source, name, f" ({reason})" if reason else "")
+            continue
+        if name not in SETTING_NAMES:
+            raise StartupError(f"{source}: unknown setting {raw_name!r}")
+        if name in ("bind", "raw_env") and isinstance(value, str):
+            value = (value,)
+        result[name] = value
+    return result
+
+
+def load_python_file(path: str) -> tuple[dict[str, Any], Hooks]:
+    """Run a gunicorn.conf.py-style file; its lower-case names are settings or hooks."""
+    file = Path(path)
+    if not file.is_file():
+        raise StartupError(f"config file {path!r} not found")
+    namespace: dict[str, Any] = {"__file__": str(file), "__name__": "__config__"}
+    try:
+        code = compile(file.read_bytes(), str(file), "exec")
+        exec(code, namespace)
+    except Exception as error:
+        raise StartupError(f"config file {path}: {type(error).__name__}: {error}") from None
+    settings: dict[str, Any] = {}
+    hooks: dict[str, Any] = {}
+    for name, value in namespace.items():
+        if name.startswith("_") or not name.islower():
+            continue
+        if name in HOOKS:
+            if not callable(value):
+                raise StartupError(f"config file {path}: hook {name} is not callable")
+            hooks[name] = value
+        elif callable(value) or type(value).__name__ == "module":
+            continue  # helpers and imports the file uses for itself
+        else:
+            key = ALIASES.get(name, name)
+            if key in SETTING_NAMES or key in IGNORED:
+                settings[name] = value
+            else:
+                raise StartupError(f"config file {path}: unknown setting {name!r}")
+    return normalise(settings, f"config file {path}"), Hooks(**hooks)
+
+
+def load_pyproject(directory: str) -> dict[str, Any]:
+    """`[tool.wsgiserve]` from `directory`/pyproject.toml, or {} when there is none."""
+    file = Path(directory) / "pyproject.toml"
+    if not file.is_file():
+        return {}
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            return {}
+    try:
+        with file.open("rb") as stream:
+            table = tomllib.load(stream).get("tool", {}).get("wsgiserve", {})
+    except (OSError, ValueError) as error:
+        raise StartupError(f"{file}: {error}") from None
+    if not isinstance(table, dict):
+        raise StartupError(f"{file}: [tool.wsgiserve] must be a table")
+    return normalise(table, f"{file} [tool.wsgiserve]")
+
+
+def env_args() -> list[str]:
+    """The arguments in WSGISERVE_CMD_ARGS, split like a shell would."""
+    import shlex
+
+    return shlex.split(os.environ.get("WSGISERVE_CMD_ARGS", ""))

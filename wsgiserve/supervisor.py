@@ -1,0 +1,380 @@
+"""The pre-fork supervisor: binds once, forks workers, keeps their number, reacts to signals.
+
+Signal handlers only enqueue the signal and wake the loop through a pipe; the
+supervisor's loop acts on them one at a time (gunicorn's meanings):
+
+TERM: graceful stop (workers finish their requests within --graceful-timeout).
+INT, QUIT: fast stop.  HUP: reload the configuration and replace every worker
+without dropping a request.  TTIN / TTOU: one worker more / less.
+USR1: reopen log files (here and in every worker).  CHLD: reap, and replace.
+
+A worker beats a byte into its own pipe once a second; one silent for longer
+than --timeout has a stuck event loop and is killed and replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import select
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__, logs
+from .call import App
+from .config import Hooks
+from .listeners import Listener, close_listener
+from .reload import start_watching
+from .settings import Settings
+from .worker import EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR, run_worker
+
+log = logging.getLogger("wsgiserve.error")
+
+HANDLED = (
+    signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTTIN,
+    signal.SIGTTOU, signal.SIGUSR1, signal.SIGCHLD,
+)
+BOOT_FAILURES_ALLOWED = 5  # consecutive workers dying before their first heartbeat
+MAX_BACKOFF = 10.0  # seconds between respawns of a worker that keeps dying at boot
+
+
+@dataclass
+class WorkerProcess:
+    pid: int
+    heartbeat_fd: int  # the supervisor's read end
+    generation: int
+    started: float
+    last_beat: float
+    booted: bool = False
+    stopping: bool = False
+    killed: bool = False
+
+
+@dataclass
+class Supervisor:
+    """Runs `settings.workers` worker processes serving `listeners` until told to stop.
+
+    Args:
+        settings: the settings in force (replaced on HUP by `reload()`).
+        listeners: bound sockets, shared by every worker.
+        load_app: loads the app; called in each worker (or once here with --preload).
+        reload: returns fresh settings on HUP (None: HUP only replaces the workers).
+    """
+
+    settings: Settings
+    listeners: list[Listener]
+    load_app: Callable[[], App]
+    reload: Callable[[], Settings] | None = None
+    hooks: Hooks = field(default_factory=Hooks)
+    workers: dict[int, WorkerProcess] = field(default_factory=dict)
+    target: int = 0
+    generation: int = 0
+    _signals: list[int] = field(default_factory=list)
+    _wake_r: int = -1
+    _wake_w: int = -1
+    _boot_failures: int = 0
+    _next_spawn: float = 0.0
+    _exit_code: int | None = None
+
+    def run(self) -> int:
+        """Supervise until stopped; returns the process exit code."""
+        self.target = self.settings.workers
+        self._wake_r, self._wake_w = os.pipe()
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
+        for signum in HANDLED:
+            signal.signal(signum, self._enqueue)
+        self._call_hook("on_starting", self)
+        if self.settings.preload_app:
+            app = self.load_app()
+            self.load_app = lambda: app
+        self._write_pidfile()
+        _set_title("master", self.settings.proc_name)
+        log.info("Starting wsgiserve %s supervisor with pid %d", __version__, os.getpid())
+        for listener in self.listeners:
+            log.info("Listening at: %s (%d)", listener.url, os.getpid())
+        log.info("Using worker: event loop + %d threads", self.settings.threads)
+        self._call_hook("when_ready", self)
+        if self.settings.reload:
+            roots = [Path(os.getcwd())] + [
+                Path(p.strip()).resolve()
+                for p in (self.settings.pythonpath or "").split(",") if p.strip()
+            ]
+            engine = start_watching(roots, self._on_change)
+            log.info("--reload: watching %s with %s", ", ".join(map(str, roots)), engine)
+        try:
+            while self._exit_code is None:
+                self._step()
+        finally:
+            self._remove_pidfile()
+            for listener in self.listeners:
+                close_listener(listener)
+        self._call_hook("on_exit", self)
+        log.info("Shutdown complete")
+        return self._exit_code
+
+    # -- what hooks see (gunicorn's arbiter has the same names) -----------------------------
+
+    @property
+    def pid(self) -> int:
+        return os.getpid()
+
+    @property
+    def cfg(self) -> Settings:
+        return self.settings
+
+    @property
+    def log(self) -> logging.Logger:
+        return log
+
+    def _call_hook(self, name: str, *args: object) -> None:
+        hook = getattr(self.hooks, name)
+        if hook is not None:
+            try:
+                hook(*args)
+            except Exception:
+                log.exception("the %s hook failed", name)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _on_change(self, paths: list[str]) -> None:
+        """From the watcher thread: replace the workers as a HUP would."""
+        log.info("--reload: %s changed; restarting workers", ", ".join(paths[:3]))
+        self._enqueue(signal.SIGHUP, None)
+
+    def _enqueue(self, signum: int, _frame: object) -> None:
+        self._signals.append(signum)
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"!")
+
+    def _step(self) -> None:
+        fds = [self._wake_r, *(w.heartbeat_fd for w in self.workers.values())]
+        try:
+            readable, _, _ = select.select(fds, [], [], 1.0)
+        except InterruptedError:
+            readable = []
+        now = time.monotonic()
+        for fd in readable:
+            self._drain(fd, now)
+        while self._signals:
+            self._handle(self._signals.pop(0))
+        self._reap()
+        if self._exit_code is None:
+            self._check_heartbeats(now)
+            self._keep_count(now)
+
+    def _drain(self, fd: int, now: float) -> None:
+        try:
+            data = os.read(fd, 4096)
+        except (BlockingIOError, OSError):
+            return
+        if fd == self._wake_r or not data:
+            return
+        for worker in self.workers.values():
+            if worker.heartbeat_fd == fd:
+                worker.last_beat = now
+                if not worker.booted:
+                    worker.booted = True
+                    self._boot_failures = 0
+
+    def _handle(self, signum: int) -> None:
+        if signum == signal.SIGCHLD:
+            return  # reaped in _reap, every step
+        name = signal.Signals(signum).name
+        if signum == signal.SIGTERM:
+            log.info("Handling signal: %s (graceful stop)", name)
+            self._stop(graceful=True)
+        elif signum in (signal.SIGINT, signal.SIGQUIT):
+            log.info("Handling signal: %s (fast stop)", name)
+            self._stop(graceful=False)
+        elif signum == signal.SIGHUP:
+            log.info("Handling signal: HUP (reload)")
+            self._reload()
+        elif signum == signal.SIGTTIN:
+            self.target += 1
+            log.info("Handling signal: TTIN: %d worker(s)", self.target)
+        elif signum == signal.SIGTTOU:
+            if self.target > 1:
+                self.target -= 1
+            log.info("Handling signal: TTOU: %d worker(s)", self.target)
+        elif signum == signal.SIGUSR1:
+            log.info("Handling signal: USR1 (reopen log files)")
+            logs.reopen_files()
+            self._signal_all(signal.SIGUSR1)
+
+    # -- workers -----------------------------------------------------------------------------
+
+    def _keep_count(self, now: float) -> None:
+        current = [
+            w for w in self.workers.values()
+            if not w.stopping and w.generation == self.generation
+        ]
+        surplus = len(current) - self.target
+        for worker in sorted(current, key=lambda w: w.started)[: max(0, surplus)]:
+            self._retire(worker)
+        if len(current) < self.target and now >= self._next_spawn:
+            for _ in range(self.target - len(current)):
+                self._spawn()
+        # Old generation (after HUP): retire once the new one is up and beating.
+        booted_new = sum(1 for w in current if w.booted)
+        if booted_new >= min(self.target, len(current)) and booted_new:
+            for worker in list(self.workers.values()):
+                if worker.generation != self.generation and not worker.stopping:
+                    self._retire(worker)
+
+    def _spawn(self) -> None:
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        os.set_blocking(write_fd, False)
+        self._call_hook("pre_fork", self, None)
+        pid = os.fork()
+        if pid == 0:  # the child
+            os.close(read_fd)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            for worker in self.workers.values():
+                os.close(worker.heartbeat_fd)
+            _set_title("worker", self.settings.proc_name)
+            run_worker(
+                self.load_app, self.settings, self.listeners, write_fd, os.getppid(),
+                hooks=self.hooks, supervisor=self,
+            )
+        os.close(write_fd)
+        now = time.monotonic()
+        self.workers[pid] = WorkerProcess(pid, read_fd, self.generation, now, now)
+
+    def _retire(self, worker: WorkerProcess) -> None:
+        worker.stopping = True
+        worker.last_beat = time.monotonic()  # it now has --graceful-timeout, not --timeout
+        _kill(worker.pid, signal.SIGTERM)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue
+            os.close(worker.heartbeat_fd)
+            code = os.waitstatus_to_exitcode(status)
+            if worker.stopping or self._exit_code is not None:
+                continue
+            if code == EXIT_APP_LOAD_ERROR:
+                log.error("App failed to load in worker %d: stopping", pid)
+                self._halt(EXIT_APP_LOAD_ERROR)
+            elif not worker.booted and code != 0:
+                self._boot_failures += 1
+                if self._boot_failures >= BOOT_FAILURES_ALLOWED:
+                    log.error("Workers failed to boot %d times: stopping", self._boot_failures)
+                    self._halt(EXIT_BOOT_ERROR)
+                    return
+                delay = min(MAX_BACKOFF, 0.1 * 2**self._boot_failures)
+                self._next_spawn = time.monotonic() + delay
+                log.warning(
+                    "Worker %d died at boot (exit %d); retrying in %.1f s", pid, code, delay
+                )
+            elif code == 0:
+                log.info("Worker %d exited (recycled); replacing it", pid)
+            else:
+                log.warning("Worker %d died (exit %d); replacing it", pid, code)
+
+    def _check_heartbeats(self, now: float) -> None:
+        timeout = self.settings.timeout
+        for worker in self.workers.values():
+            limit = self.settings.graceful_timeout + 1 if worker.stopping else timeout
+            if limit and not worker.killed and now - worker.last_beat > limit:
+                if worker.stopping:
+                    log.warning("Worker %d did not stop in time; killing it", worker.pid)
+                else:
+                    log.critical("Worker %d missed its heartbeat for %.0f s (--timeout %g): "
+                                 "killing it", worker.pid, now - worker.last_beat, timeout)
+                worker.killed = True
+                _kill(worker.pid, signal.SIGKILL)
+
+    def _signal_all(self, signum: int) -> None:
+        for worker in self.workers.values():
+            _kill(worker.pid, signum)
+
+    # -- stopping and reloading ------------------------------------------------------------
+
+    def _stop(self, graceful: bool) -> None:
+        for listener in self.listeners:  # no new connections reach this server
+            close_listener(listener)
+        self._signal_all(signal.SIGTERM if graceful else signal.SIGQUIT)
+        deadline = time.monotonic() + (self.settings.graceful_timeout if graceful else 2.0)
+        while self.workers and time.monotonic() < deadline:
+            time.sleep(0.05)
+            self._reap_all()
+            if graceful and any(s in (signal.SIGINT, signal.SIGQUIT) for s in self._signals):
+                log.info("Fast stop requested while draining")
+                self._signals.clear()
+                return self._stop(graceful=False)
+        if self.workers:
+            log.warning("Killing %d worker(s) still running", len(self.workers))
+            self._signal_all(signal.SIGKILL)
+            while self.workers:
+                time.sleep(0.02)
+                self._reap_all()
+        self._exit_code = 0
+
+    def _reap_all(self) -> None:
+        for worker in list(self.workers.values()):
+            worker.stopping = True
+        self._reap()
+
+    def _halt(self, code: int) -> None:
+        self._signal_all(signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.graceful_timeout
+        while self.workers and time.monotonic() < deadline:
+            time.sleep(0.05)
+            self._reap_all()
+        self._signal_all(signal.SIGKILL)
+        self._exit_code = code
+
+    def _reload(self) -> None:
+        if self.reload is not None:
+            try:
+                self.settings = self.reload()
+            except Exception as error:
+                log.error("Reload failed, keeping the running configuration: %s", error)
+                return
+        self._call_hook("on_reload", self)
+        self.target = self.settings.workers
+        self.generation += 1  # new workers start now; the old ones retire once they beat
+
+    # -- pidfile -------------------------------------------------------------------------------
+
+    def _write_pidfile(self) -> None:
+        if self.settings.pidfile:
+            with open(self.settings.pidfile, "w", encoding="ascii") as file:
+                file.write(f"{os.getpid()}\n")
+
+    def _remove_pidfile(self) -> None:
+        if self.settings.pidfile:
+            with contextlib.suppress(OSError):
+                os.unlink(self.settings.pidfile)
+
+
+def _set_title(role: str, name: str | None) -> None:
+    try:
+        import setproctitle  # optional: `pip install setproctitle`
+    except ImportError:
+        return
+    setproctitle.setproctitle(f"wsgiserve: {role} [{name or 'wsgiserve'}]")
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except OSError as error:
+        if error.errno != errno.ESRCH:
+            raise

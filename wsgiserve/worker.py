@@ -1,0 +1,141 @@
+"""One worker process, after the fork: load the app, serve on the inherited sockets.
+
+The supervisor owns the process model; a worker only answers its own signals
+(TERM: graceful stop, INT/QUIT: stop now, USR1: reopen log files), beats its
+heartbeat pipe once a second from the event loop, and leaves when its
+supervisor is gone or it has served `--max-requests`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+from collections.abc import Callable
+
+import uvloop
+
+from . import logs
+from .call import App
+from .config import Hooks
+from .errors import AppLoadError
+from .listeners import Listener
+from .server import Server
+from .settings import Settings
+
+log = logging.getLogger("wsgiserve.error")
+
+EXIT_BOOT_ERROR = 3
+EXIT_APP_LOAD_ERROR = 4
+
+# Signals that belong to the supervisor; a worker must not act on them.
+SUPERVISOR_ONLY = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH)
+
+
+def run_worker(
+    load_app: Callable[[], App],
+    settings: Settings,
+    listeners: list[Listener],
+    heartbeat_fd: int,
+    supervisor_pid: int,
+    hooks: Hooks | None = None,
+    supervisor: object = None,
+) -> None:
+    """Serve until told to stop; never returns (the process exits with a status code)."""
+    code = 0
+    info = WorkerInfo(os.getpid(), settings)
+    hooks = hooks or Hooks()
+    try:
+        code = _serve(load_app, settings, listeners, heartbeat_fd, supervisor_pid, hooks,
+                      supervisor, info)
+    except BaseException:
+        log.exception("worker %d failed", os.getpid())
+        code = EXIT_BOOT_ERROR
+    finally:
+        if hooks.worker_exit is not None:
+            _call(hooks.worker_exit, supervisor, info)
+        logging.shutdown()
+        os._exit(code)
+
+
+class WorkerInfo:
+    """What hooks receive as `worker` (gunicorn's names: pid, age, cfg, log)."""
+
+    def __init__(self, pid: int, settings: Settings) -> None:
+        self.pid = pid
+        self.ppid = os.getppid()
+        self.cfg = settings
+        self.log = log
+        self.age = 0
+
+
+def _call(hook: Callable[..., object], *args: object) -> None:
+    try:
+        hook(*args)
+    except Exception:
+        log.exception("hook %s failed", getattr(hook, "__name__", hook))
+
+
+def _serve(
+    load_app: Callable[[], App],
+    settings: Settings,
+    listeners: list[Listener],
+    heartbeat_fd: int,
+    supervisor_pid: int,
+    hooks: Hooks,
+    supervisor: object,
+    info: WorkerInfo,
+) -> int:
+    for signum in SUPERVISOR_ONLY:
+        signal.signal(signum, signal.SIG_IGN)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)
+    if hooks.post_fork is not None:
+        _call(hooks.post_fork, supervisor, info)
+    try:
+        app = load_app()
+    except AppLoadError as error:
+        log.error("worker %d cannot load the app: %s", os.getpid(), error)
+        return EXIT_APP_LOAD_ERROR
+    limit = settings.max_requests
+    if limit and settings.max_requests_jitter:
+        limit += random.randint(0, settings.max_requests_jitter)
+    server = Server(app, settings)
+    server.owns_listeners = False
+    server.clock.pre_request = hooks.pre_request
+    server.clock.post_request = hooks.post_request
+    server.clock.hook_worker = info
+
+    def beat() -> None:
+        if os.getppid() != supervisor_pid:
+            log.warning("worker %d: the supervisor is gone; stopping", os.getpid())
+            server.request_shutdown()
+            return
+        with contextlib.suppress(BlockingIOError):  # a full pipe: the supervisor is behind
+            os.write(heartbeat_fd, b".")
+        if limit and server.completed >= limit and not server.stop_requested:
+            log.info("worker %d served %d requests: restarting", os.getpid(), server.completed)
+            server.request_shutdown()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, server.request_shutdown)
+        loop.add_signal_handler(signal.SIGINT, _stop_now)
+        loop.add_signal_handler(signal.SIGQUIT, _stop_now)
+        loop.add_signal_handler(signal.SIGUSR1, logs.reopen_files)
+        server.tick_callbacks.append(beat)
+        await server.start(listeners)
+        log.info("Booting worker with pid: %d", os.getpid())
+        beat()
+        await server.serve_until_stopped()
+
+    uvloop.run(main())
+    return 0
+
+
+def _stop_now() -> None:
+    logging.shutdown()
+    os._exit(0)
