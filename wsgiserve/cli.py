@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__, config, logs
+from . import __version__, config, logs, tls
 from .appload import load_app, prepare_process
 from .errors import StartupError
 from .server import open_listeners
@@ -197,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     loader = functools.partial(load_app, resolved.app, factory=settings.factory)
     try:
         prepare_process(settings.chdir, settings.pythonpath, settings.raw_env, settings.umask)
+        tls.server_context(settings)  # a bad certificate fails here, not in every worker
         if resolved.actions.get("check_config"):
             loader()
             print(f"wsgiserve: configuration OK; {resolved.app} loads", file=sys.stderr)
