@@ -31,6 +31,7 @@ from .errors import (
 )
 from .exchange import Exchange
 from .flow import WriteGate
+from .proxy import apply_proxy_headers
 
 if TYPE_CHECKING:
     from .server import Server
@@ -72,6 +73,7 @@ class HttpProtocol(asyncio.Protocol):
         "_in_head",
         "_parser",
         "_paused",
+        "_peer_trusted",
         "_pipeline",
         "_raw_body",
         "_receiving",
@@ -96,6 +98,7 @@ class HttpProtocol(asyncio.Protocol):
         self.gate = WriteGate()
         self._parser = httptools.HttpRequestParser(self)
         self._environ_base: dict[str, Any] = {}
+        self._peer_trusted = False  # may set REMOTE_ADDR etc. through proxy headers
         self._paused = 0
         self._pipeline: collections.deque[Exchange | HTTPError] = collections.deque()
         self.current: Exchange | None = None  # in the pool or the app
@@ -119,6 +122,7 @@ class HttpProtocol(asyncio.Protocol):
             transport.get_extra_info("sockname"),
             transport.get_extra_info("peername"),
         )
+        self._peer_trusted = self.server.proxies.trusts(self._environ_base["REMOTE_ADDR"])
         self.server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -217,6 +221,7 @@ class HttpProtocol(asyncio.Protocol):
                 self._environ_base, method, self._url, version, self._headers, EMPTY_BODY
             )
             validate.check_request(environ, version)
+            apply_proxy_headers(environ, self._peer_trusted, self.server.proxies)
         except HTTPError as error:
             self._error = error
             raise _ParserStop from None

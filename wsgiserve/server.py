@@ -26,6 +26,7 @@ from .exchange import Exchange, ServerClock
 from .listeners import Listener, close_listener, open_listener, systemd_listeners
 from .pool import WorkerPool
 from .protocol import HttpProtocol
+from .proxy import TrustedProxies
 from .response import FileWrapper
 from .settings import Settings
 
@@ -51,6 +52,7 @@ class Server:
             )
         self.connections: set[HttpProtocol] = set()
         self.ssl = tls.server_context(settings)
+        self.proxies = TrustedProxies.parse(settings.forwarded_allow_ips)
         self.environ_base = server_environ(
             "https" if self.ssl else "http", settings.workers > 1, FileWrapper
         )

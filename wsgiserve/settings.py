@@ -229,6 +229,9 @@ class Settings:
         for name in ("threads", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        from .proxy import TrustedProxies  # validates the list; raises ValueError
+
+        TrustedProxies.parse(self.forwarded_allow_ips)
         if self.cert_reqs not in (0, 1, 2):
             raise ValueError("cert_reqs must be 0, 1 or 2")
         for name in ("max_requests", "max_requests_jitter", "umask"):

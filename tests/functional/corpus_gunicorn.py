@@ -49,6 +49,7 @@ class ExpectedRequest:
     headers: tuple[tuple[str, str], ...]
     body: bytes
     trailers: tuple[tuple[str, str], ...] = ()
+    scheme: str = "http"  # wsgi.url_scheme the app should see
 
 
 @dataclass(frozen=True)
@@ -325,7 +326,7 @@ def expected_environ(request: ExpectedRequest) -> dict[str, str]:
         "PATH_INFO": path_info,
         "QUERY_STRING": query,
         "SERVER_PROTOCOL": "HTTP/{}.{}".format(*request.version),
-        "wsgi.url_scheme": "http",
+        "wsgi.url_scheme": request.scheme,
     }
     for name, value in request.headers:
         key = environ_key(name)
