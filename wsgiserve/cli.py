@@ -26,7 +26,6 @@ EXIT_USAGE = 2
 
 # gunicorn flags that are accepted and ignored (with the reason), or refused.
 IGNORED_FLAGS = {
-    "--worker-connections": "wsgiserve has no per-worker connection setting of that name yet",
     "--worker-tmp-dir": "heartbeats go through a pipe, not a temporary file",
     "--no-sendfile": "responses are written by the event loop",
 }

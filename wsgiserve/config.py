@@ -31,12 +31,12 @@ ALIASES = {
     "logconfig": "log_config",
     "preload": "preload_app",
     "env": "raw_env",
+    "worker_connections": "max_connections",
 }
 
 # Names a gunicorn config file may set that mean nothing here; accepted with a warning.
 IGNORED = {
     "worker_class": "wsgiserve always runs an event loop plus a thread pool",
-    "worker_connections": "use --max-connections (a per-worker connection limit) instead",
     "sendfile": "responses are written by the event loop",
     "worker_tmp_dir": "heartbeats go through a pipe, not a temporary file",
     "secure_scheme_headers": "use forwarded_allow_ips; X-Forwarded-Proto is honoured from it",

@@ -123,14 +123,14 @@ class HttpProtocol(asyncio.Protocol):
             transport.get_extra_info("peername"),
         )
         self._peer_trusted = self.server.proxies.trusts(self._environ_base["REMOTE_ADDR"])
-        self.server.connections.add(self)
+        self.server.connection_opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None:
             log.debug("connection lost: %s", exc)
         self.phase = Phase.CLOSED
         self.transport = None
-        self.server.connections.discard(self)
+        self.server.connection_closed(self)
         self.gate.abort()
         gone = ClientDisconnected("client disconnected")
         if self.current is not None and isinstance(self.current.body, RequestBody):

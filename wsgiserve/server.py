@@ -8,6 +8,7 @@ import contextlib
 import functools
 import logging
 import os
+import resource
 import signal
 import sys
 import threading
@@ -69,6 +70,9 @@ class Server:
         self._ticker: asyncio.TimerHandle | None = None
         self.stop_requested = False
         self.owns_listeners = True
+        self.accepting = False
+        self._resuming = False
+        self.max_connections = settings.max_connections or default_max_connections()
         # Called once a second on the loop thread (a worker process adds its heartbeat here).
         self.tick_callbacks: list[Callable[[], None]] = []
 
@@ -86,14 +90,51 @@ class Server:
         self.pool.start()
         self._tick()
         self.listeners = listeners
-        for listener in listeners:
-            server = await loop.create_server(
+        await self._listen()
+
+    async def _listen(self) -> None:
+        # Each server gets a duplicate of the listening socket, so that closing it to stop
+        # accepting (at --max-connections) leaves the shared socket open for the others.
+        assert self._loop is not None
+        for listener in self.listeners:
+            server = await self._loop.create_server(
                 lambda: HttpProtocol(self),
-                sock=listener.sock,
+                sock=listener.sock.dup(),
                 backlog=self.settings.backlog,
                 ssl=self.ssl,
             )
             self._servers.append(server)
+        self.accepting = True
+
+    def connection_opened(self, connection: HttpProtocol) -> None:
+        self.connections.add(connection)
+        if self.accepting and len(self.connections) >= self.max_connections:
+            log.warning("%d connections (--max-connections): not accepting more for now",
+                        len(self.connections))
+            self.accepting = False
+            for server in self._servers:
+                server.close()
+            self._servers.clear()
+
+    def connection_closed(self, connection: HttpProtocol) -> None:
+        self.connections.discard(connection)
+        if (
+            not self.accepting
+            and not self.stop_requested
+            and not self._resuming
+            and len(self.connections) < self.max_connections * 0.9
+            and self._loop is not None
+        ):
+            self._resuming = True
+            self._loop.create_task(self._resume_accepting())
+
+    async def _resume_accepting(self) -> None:
+        try:
+            if not self.stop_requested:
+                await self._listen()
+                log.info("accepting connections again")
+        finally:
+            self._resuming = False
 
     async def serve_until_stopped(self) -> None:
         assert self._stopping is not None
@@ -112,8 +153,10 @@ class Server:
     async def shutdown(self) -> None:
         """Stop accepting, let requests in flight finish within the graceful timeout, close."""
         self.clock.draining = True
+        self.stop_requested = True
         for server in self._servers:
             server.close()
+        self._servers.clear()
         for listener in self.listeners:
             # A worker process shares its sockets: only their owner removes a unix socket file.
             close_listener(listener, unlink=self.owns_listeners)
@@ -162,6 +205,15 @@ class Server:
     def completed(self) -> int:
         """Requests this server has finished (answered or aborted)."""
         return self.pool.completed
+
+
+def default_max_connections() -> int:
+    """Connections per worker when --max-connections is 0: what the open-file limit allows,
+    keeping some descriptors spare for the app (files, database connections, logs)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 100_000
+    return max(16, soft - max(64, soft // 10))
 
 
 def _report_if_hung(exchange: Exchange, timeout: float) -> None:

@@ -120,6 +120,15 @@ class Settings:
         help="Longest header field line, CRLF included (longer: 431). 0 means the maximum, 65535.",
     )
 
+    max_connections: int = _setting(
+        0,
+        "--max-connections",
+        "--worker-connections",
+        metavar="N",
+        help="Open connections per worker; past it the worker stops accepting until some "
+        "close. 0: as many as the open-file limit allows, keeping 10% spare.",
+    )
+
     # -- processes ------------------------------------------------------------------------
     workers: int = _setting(
         1,
@@ -234,7 +243,7 @@ class Settings:
         TrustedProxies.parse(self.forwarded_allow_ips)
         if self.cert_reqs not in (0, 1, 2):
             raise ValueError("cert_reqs must be 0, 1 or 2")
-        for name in ("max_requests", "max_requests_jitter", "umask"):
+        for name in ("max_requests", "max_requests_jitter", "umask", "max_connections"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         object.__setattr__(self, "raw_env", tuple(self.raw_env))
