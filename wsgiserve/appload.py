@@ -125,3 +125,31 @@ def _while_importing(module_name: str, error: BaseException) -> str:
         f"importing {module_name!r} failed{where}: {type(error).__name__}: {error}. "
         "Fix the error in your module and start again."
     )
+
+
+def drop_privileges(user: str | None, group: str | None, unix_paths: list[str]) -> None:
+    """--user/--group: switch identity after binding (unix socket files change owner too)."""
+    if not user and not group:
+        return
+    import grp
+    import pwd
+
+    try:
+        uid = int(user) if user and user.isdigit() else (pwd.getpwnam(user).pw_uid if user else -1)
+        gid = (
+            int(group) if group and group.isdigit()
+            else grp.getgrnam(group).gr_gid if group
+            else pwd.getpwuid(uid).pw_gid if uid >= 0 else -1
+        )
+    except KeyError as error:
+        raise AppLoadError(f"--user/--group: no such user or group {error}") from None
+    try:
+        for path in unix_paths:
+            os.chown(path, uid, gid)
+        if gid >= 0:
+            os.setgroups([gid])
+            os.setgid(gid)
+        if uid >= 0:
+            os.setuid(uid)
+    except PermissionError:
+        raise AppLoadError("--user/--group: changing identity needs root") from None

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__, config, logs, tls
-from .appload import load_app, prepare_process
+from .appload import drop_privileges, load_app, prepare_process
 from .errors import StartupError
 from .server import open_listeners
 from .settings import Settings, setting_fields
@@ -34,6 +34,8 @@ REFUSED_FLAGS = {
     "--daemon": "run wsgiserve in the foreground under systemd, a container or a process manager",
     "--paste": "paste deployment is not supported: give MODULE:APP",
     "--proxy-protocol": "the PROXY protocol is not supported",
+    "--statsd-host": "statsd metrics are not supported yet",
+    "--statsd-prefix": "statsd metrics are not supported yet",
 }
 WORKER_CLASSES_OK = {"sync", "gthread", "uvicorn.workers.UvicornWorker"}
 
@@ -202,6 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wsgiserve: configuration OK; {resolved.app} loads", file=sys.stderr)
             return 0
         listeners = open_listeners(settings)
+        drop_privileges(
+            settings.user, settings.group,
+            [item.url[5:] for item in listeners if item.url.startswith("unix:")],
+        )
     except StartupError as error:
         print(f"wsgiserve: error: {error}", file=sys.stderr)
         return error.exit_code

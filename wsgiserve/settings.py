@@ -198,6 +198,20 @@ class Settings:
         help="umask for the processes, which sets the permissions of unix sockets "
         "(e.g. 0o007). 0 leaves the umask as it is.",
     )
+    user: str | None = _setting(
+        None,
+        "-u",
+        "--user",
+        metavar="USER",
+        help="Run as this user (name or uid) once the sockets are bound; needs root.",
+    )
+    group: str | None = _setting(
+        None,
+        "-g",
+        "--group",
+        metavar="GROUP",
+        help="Run as this group (name or gid) once the sockets are bound; needs root.",
+    )
     factory: bool = _setting(
         False, "--factory", help="Treat MODULE:NAME as a factory: call it to get the app."
     )
