@@ -80,7 +80,7 @@ def _close(result: Any, exchange: Exchange) -> None:
 def _fail(exchange: Exchange, response: Response, error: Exception) -> None:
     if isinstance(error, BodyFramingError):
         log.info("bad request body for %s: %s", _describe(exchange), error)
-        status, message = "400 Bad Request", "400 Bad Request\n"
+        status, message = error.status, error.status + "\n"
     else:
         log.error("error handling %s", _describe(exchange), exc_info=error)
         status, message = "500 Internal Server Error", "500 Internal Server Error\n"

@@ -62,12 +62,39 @@ class VersionNotSupported(HTTPError):
     status = 505
 
 
+class RequestTimeout(HTTPError):
+    status = 408
+
+
+class ServiceUnavailable(HTTPError):
+    """Too many requests in this worker (--limit-concurrency); the client may retry."""
+
+    status = 503
+
+    def response_bytes(self, date_line: bytes = b"", server_line: bytes = b"") -> bytes:
+        return super().response_bytes(date_line + b"Retry-After: 1\r\n", server_line)
+
+
 class ClientDisconnected(OSError):
     """Raised in a worker thread when the client went away mid-request or mid-response."""
 
 
 class BodyFramingError(OSError):
     """Raised by `wsgi.input` when the request body turned out malformed or truncated."""
+
+    status = "400 Bad Request"
+
+
+class BodyTooLarge(BodyFramingError):
+    """The body grew past --limit-request-body."""
+
+    status = "413 Content Too Large"
+
+
+class BodyTimeout(BodyFramingError):
+    """The client stopped sending the body for --body-timeout seconds."""
+
+    status = "408 Request Timeout"
 
 
 class StartupError(Exception):

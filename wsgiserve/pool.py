@@ -109,6 +109,11 @@ class WorkerPool(Generic[Job]):
         while self._waiters and self._in_flight < self._limit:
             self._waiters.popleft()()
 
+    @property
+    def in_flight(self) -> int:
+        """Jobs submitted and not yet finished: running plus waiting for a thread."""
+        return self._in_flight
+
     def statistics(self) -> dict[str, int]:
         busy = min(self._in_flight, self._size)
         return {

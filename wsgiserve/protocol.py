@@ -23,10 +23,15 @@ from .environ import connection_environ, request_environ
 from .errors import (
     BadRequest,
     BodyFramingError,
+    BodyTimeout,
+    BodyTooLarge,
     ClientDisconnected,
     HeaderFieldsTooLarge,
     HTTPError,
     NotImplementedCoding,
+    PayloadTooLarge,
+    RequestTimeout,
+    ServiceUnavailable,
     URITooLong,
 )
 from .exchange import Exchange
@@ -65,10 +70,11 @@ class _ParserStop(Exception):
 class HttpProtocol(asyncio.Protocol):
     # Slots keep an idle keep-alive connection small (no per-instance __dict__).
     __slots__ = (
-                "_environ_base",
+        "_environ_base",
         "_error",
         "_field_count",
         "_head_bytes",
+        "_head_since",
         "_headers",
         "_in_head",
         "_parser",
@@ -78,6 +84,8 @@ class HttpProtocol(asyncio.Protocol):
         "_raw_body",
         "_receiving",
         "_responded",
+        "_served",
+        "_stalled_since",
         "_stop_parsing",
         "_url",
         "current",
@@ -93,7 +101,10 @@ class HttpProtocol(asyncio.Protocol):
         self.server = server
         self.settings = server.settings
         self.phase = Phase.IDLE
-        self.idle_since = server.clock.now
+        self.idle_since = server.clock.now  # last bytes received, or the last response's end
+        self._head_since = server.clock.now  # when we began waiting for the current head
+        self._stalled_since = 0.0  # when the transport last paused writing
+        self._served = 0
         self.transport: asyncio.Transport | None = None
         self.gate = WriteGate()
         self._parser = httptools.HttpRequestParser(self)
@@ -139,6 +150,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.gate.pause()
+        self._stalled_since = self.server.clock.now
 
     def resume_writing(self) -> None:
         self.gate.resume()
@@ -232,6 +244,11 @@ class HttpProtocol(asyncio.Protocol):
         )
         if "HTTP_TRANSFER_ENCODING" in environ or environ.get("CONTENT_LENGTH", "0") != "0":
             length = environ.get("CONTENT_LENGTH")
+            limit = self.settings.limit_request_body
+            if limit and length is not None and int(length) > limit:
+                # Refused before the app runs, so before any `100 Continue`.
+                self._error = PayloadTooLarge(f"request body over {limit} bytes")
+                raise _ParserStop
             body = RequestBody(
                 self._body_wanted_callback(),
                 int(length) if length is not None else None,
@@ -248,8 +265,15 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_body(self, data: bytes) -> None:
         receiving = self._receiving
-        if receiving is not None and receiving.body.feed(data):
+        if receiving is None:
+            return
+        body = receiving.body
+        if body.feed(data):
             self._pause(PAUSED_BODY)
+        limit = self.settings.limit_request_body
+        if limit and body.received > limit:  # a chunked body that keeps growing
+            self._error = PayloadTooLarge(f"request body over {limit} bytes")
+            raise _ParserStop
 
     def on_message_complete(self) -> None:
         receiving = self._receiving
@@ -281,7 +305,8 @@ class HttpProtocol(asyncio.Protocol):
             self._receiving = None
             receiving.keep_alive = False
             if receiving is self.current:
-                receiving.body.fail(BodyFramingError(http_error.detail))
+                failure = BodyTooLarge if http_error.status == 413 else BodyFramingError
+                receiving.body.fail(failure(http_error.detail))
                 self._stop_parsing = True
                 return
             self._pipeline.remove(receiving)
@@ -344,6 +369,10 @@ class HttpProtocol(asyncio.Protocol):
                 self._close()
                 return
             pool = self.server.pool
+            limit = self.settings.limit_concurrency
+            if limit and pool.in_flight >= limit:
+                self._pipeline[0] = ServiceUnavailable("too many requests in this worker")
+                continue
             if not pool.admit(self._admitted):
                 self._pause(PAUSED_POOL)
                 return
@@ -394,6 +423,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_end(self, ending: tuple[bytes, bool]) -> None:
         data, keep_alive = ending
         self.server.pool.finished()
+        self._served += 1
         exchange = self.current
         self.current = None
         transport = self.transport
@@ -426,7 +456,7 @@ class HttpProtocol(asyncio.Protocol):
             self._close()
         elif self._receiving is None and not self._in_head:
             self.phase = Phase.IDLE
-            self.idle_since = self.server.clock.now
+            self.idle_since = self._head_since = self.server.clock.now
             self._resume(PAUSED_PIPELINE)
 
     # -- connection control ---------------------------------------------------------------
@@ -447,6 +477,54 @@ class HttpProtocol(asyncio.Protocol):
         self.phase = Phase.CLOSED
         if self.transport is not None:
             self.transport.close()
+
+    def check_timers(self, now: float) -> None:
+        """Once a second, from the server: enforce the four timeouts (each 0 = off)."""
+        if self.phase is Phase.CLOSED:
+            return
+        settings = self.settings
+        if self.gate.paused and settings.write_timeout:
+            if now - self._stalled_since >= settings.write_timeout:
+                log.info("client stopped reading for %gs (--write-timeout): dropping it",
+                         settings.write_timeout)
+                self._abort()
+            return
+        receiving = self._receiving
+        if receiving is not None:  # a body is arriving
+            if self._paused & PAUSED_BODY or not settings.body_timeout:
+                return  # the app is not reading: not the client's fault
+            if now - self.idle_since >= settings.body_timeout:
+                log.info("request body stalled for %gs (--body-timeout)", settings.body_timeout)
+                self._receiving = None
+                receiving.keep_alive = False
+                self._stop_parsing = True
+                if receiving is self.current or receiving not in self._pipeline:
+                    receiving.body.fail(BodyTimeout("the request body stopped arriving"))
+                    if self.current is None:
+                        self._close()
+                else:
+                    self._pipeline.remove(receiving)
+                    self._refuse(RequestTimeout("the request body stopped arriving"))
+                    self._dispatch()
+            return
+        if self.in_flight():
+            return
+        if self.phase is Phase.IDLE and self._served:
+            if now - self.idle_since >= settings.keep_alive:
+                self._close()  # an idle keep-alive connection: close quietly
+        elif settings.header_timeout and now - self._head_since >= settings.header_timeout:
+            if self.phase is Phase.ACTIVE:
+                log.info("request head not complete after %gs (--header-timeout)",
+                         settings.header_timeout)
+                self._refuse(RequestTimeout("the request head did not arrive in time"))
+                self._dispatch()
+            else:
+                self._close()
+
+    def _abort(self) -> None:
+        self.phase = Phase.CLOSED
+        if self.transport is not None:
+            self.transport.abort()
 
     def in_flight(self) -> bool:
         """True while a request is waiting for, or running in, the app."""

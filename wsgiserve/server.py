@@ -186,11 +186,9 @@ class Server:
         clock = self.clock
         clock.now = now
         clock.date_header = f"Date: {formatdate(usegmt=True)}\r\n".encode("ascii")
-        keep_alive = self.settings.keep_alive
         timeout = self.settings.timeout
         for connection in list(self.connections):
-            if now - connection.idle_since >= keep_alive:
-                connection.close_if_idle()
+            connection.check_timers(now)
             exchange = connection.current
             if timeout and exchange is not None and not exchange.reported:
                 _report_if_hung(exchange, timeout)

@@ -43,6 +43,43 @@ class Settings:
         help="How long an idle keep-alive connection is held open. Keep it above your load "
         "balancer's idle timeout.",
     )
+    header_timeout: float = _setting(
+        10.0,
+        "--header-timeout",
+        unit="seconds",
+        metavar="SECONDS",
+        help="Time a client has, from connecting or from the end of the previous response, "
+        "to send a whole request head (slowloris defence; 408 then close).",
+    )
+    body_timeout: float = _setting(
+        30.0,
+        "--body-timeout",
+        unit="seconds",
+        metavar="SECONDS",
+        help="Longest pause while a request body is arriving (a stalled upload is cut off).",
+    )
+    write_timeout: float = _setting(
+        30.0,
+        "--write-timeout",
+        unit="seconds",
+        metavar="SECONDS",
+        help="Longest a response may make no progress because the client stopped reading; "
+        "then the connection is dropped and its thread freed.",
+    )
+    limit_request_body: int = _setting(
+        0,
+        "--limit-request-body",
+        unit="bytes",
+        metavar="BYTES",
+        help="Largest request body accepted (larger: 413, before any 100 Continue). 0: no limit.",
+    )
+    limit_concurrency: int = _setting(
+        0,
+        "--limit-concurrency",
+        metavar="N",
+        help="Requests running plus waiting for a thread, per worker; past it new requests get "
+        "503 with Retry-After. 0: no limit.",
+    )
     graceful_timeout: float = _setting(
         30.0,
         "--graceful-timeout",
@@ -264,7 +301,8 @@ class Settings:
         for item in self.raw_env:
             if "=" not in item:
                 raise ValueError(f"env: {item!r} is not KEY=VALUE")
-        for name in ("keep_alive", "graceful_timeout", "timeout"):
+        for name in ("keep_alive", "graceful_timeout", "timeout", "header_timeout",
+                     "body_timeout", "write_timeout", "limit_request_body", "limit_concurrency"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.backlog < 1:
