@@ -530,9 +530,15 @@ class HttpProtocol(asyncio.Protocol):
         """True while a request is waiting for, or running in, the app."""
         return self.current is not None or bool(self._pipeline)
 
-    def close_if_idle(self) -> bool:
-        """Close the connection unless a request is in flight (shutdown, idle timeout)."""
+    def close_if_idle(self, spare_newcomers: bool = False) -> bool:
+        """Close the connection unless a request is in flight (on shutdown).
+
+        With `spare_newcomers`, a connection that has not finished its first request yet
+        (or is between the bytes of one) is left open too.
+        """
         if self.phase is Phase.CLOSED or self.in_flight():
+            return False
+        if spare_newcomers and (self._served == 0 or self.phase is Phase.ACTIVE):
             return False
         self._close()
         return True

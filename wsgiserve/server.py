@@ -34,6 +34,7 @@ from .settings import Settings
 log = logging.getLogger("wsgiserve.error")
 
 SERVER_NAME = "wsgiserve"
+FIRST_REQUEST_GRACE = 2.0  # seconds a fresh connection may still send a request on shutdown
 
 
 class Server:
@@ -160,10 +161,15 @@ class Server:
         for listener in self.listeners:
             # A worker process shares its sockets: only their owner removes a unix socket file.
             close_listener(listener, unlink=self.owns_listeners)
-        deadline = time.monotonic() + self.settings.graceful_timeout
+        started = time.monotonic()
+        deadline = started + self.settings.graceful_timeout
+        # A connection accepted just before we stopped listening gets a short chance to
+        # send its first request: its client could not know we were about to stop.
+        grace_until = started + min(FIRST_REQUEST_GRACE, self.settings.graceful_timeout)
         while True:
+            newcomers_welcome = time.monotonic() < grace_until
             for connection in list(self.connections):
-                connection.close_if_idle()
+                connection.close_if_idle(spare_newcomers=newcomers_welcome)
             if not self.connections or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(0.05)

@@ -155,7 +155,7 @@ class Supervisor:
     def _step(self) -> None:
         fds = [self._wake_r, *(w.heartbeat_fd for w in self.workers.values())]
         try:
-            readable, _, _ = select.select(fds, [], [], 1.0)
+            readable, _, _ = select.select(fds, [], [], self._poll_interval())
         except InterruptedError:
             readable = []
         now = time.monotonic()
@@ -167,6 +167,10 @@ class Supervisor:
         if self._exit_code is None:
             self._check_heartbeats(now)
             self._keep_count(now)
+
+    def _poll_interval(self) -> float:
+        timeout = self.settings.timeout
+        return min(1.0, timeout / 4) if timeout else 1.0
 
     def _drain(self, fd: int, now: float) -> None:
         try:

@@ -126,10 +126,16 @@ def _serve(
         loop.add_signal_handler(signal.SIGINT, _stop_now)
         loop.add_signal_handler(signal.SIGQUIT, _stop_now)
         loop.add_signal_handler(signal.SIGUSR1, logs.reopen_files)
-        server.tick_callbacks.append(beat)
+        # Beat well inside --timeout, so that a healthy loop is never taken for a stuck one.
+        interval = min(1.0, settings.timeout / 4) if settings.timeout else 1.0
+
+        def beat_periodically() -> None:
+            beat()
+            loop.call_later(interval, beat_periodically)
+
         await server.start(listeners)
         log.info("Booting worker with pid: %d", os.getpid())
-        beat()
+        beat_periodically()
         await server.serve_until_stopped()
 
     uvloop.run(main())

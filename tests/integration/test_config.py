@@ -1,0 +1,445 @@
+"""Configuration as a user writes it: a gunicorn-style -c file with hooks, pyproject.toml,
+$WSGISERVE_CMD_ARGS and their precedence, --check-config, app specs and factories, gunicorn
+flags we accept or refuse, $WEB_CONCURRENCY, -e, --chdir and --pythonpath.
+
+Every server runs in a subprocess and is stopped by its pid; config files are written into
+``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from .support import (
+    APPS,
+    LISTENING,
+    REPO_ROOT,
+    START_TIMEOUT,
+    ServerProcess,
+    StartServer,
+    StderrLog,
+    run_cli,
+    subprocess_env,
+)
+
+pytestmark = pytest.mark.timeout(90)
+
+APP = f"{APPS}.ops_app:app"
+OPS = f"{APPS}.ops_app"
+BOOTING = re.compile(r"Booting worker with pid: (\d+)")
+WAIT = 20.0  # seconds: the bound on every wait below
+EXIT_USAGE = 2
+FAST = ("--graceful-timeout", "5", "--threads", "2")
+
+Launch = Callable[..., ServerProcess]
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The server environment without the variables these tests set themselves."""
+    env = subprocess_env()
+    for name in ("WSGISERVE_CMD_ARGS", "WEB_CONCURRENCY"):
+        env.pop(name, None)
+    env.update(extra)
+    return env
+
+
+def run_in(
+    cwd: Path, *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m wsgiserve ARGS`` to completion in ``cwd``, with ``env`` (default: clean)."""
+    return subprocess.run(
+        [sys.executable, "-m", "wsgiserve", *args],
+        cwd=cwd,
+        env=dict(env) if env is not None else clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def print_config(cwd: Path, *args: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    result = run_in(cwd, *args, "--print-config", env=env)
+    assert result.returncode == 0, result.stderr
+    resolved: dict[str, Any] = json.loads(result.stdout)
+    return resolved
+
+
+@pytest.fixture
+def launch() -> Iterator[Launch]:
+    """Start ``python -m wsgiserve ARGS`` exactly as given (no ``-b`` added) with ``env``;
+    return once it logged ``listening`` addresses. Every server is stopped at teardown."""
+    started: list[ServerProcess] = []
+
+    def start(
+        *args: str, env: Mapping[str, str] | None = None, listening: int = 1
+    ) -> ServerProcess:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wsgiserve", *args],
+            cwd=REPO_ROOT,
+            env=dict(env) if env is not None else clean_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stderr is not None
+        server = ServerProcess(proc, StderrLog(proc.stderr))
+        started.append(server)
+        matches = server.log.wait_for(LISTENING, count=listening, timeout=START_TIMEOUT)
+        server.addresses = [m["address"] for m in matches]
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def booted(server: ServerProcess, count: int) -> set[int]:
+    return {int(m[1]) for m in server.log.wait_for(BOOTING, count=count, timeout=WAIT)}
+
+
+def live_children(server: ServerProcess) -> set[int]:
+    pids = set()
+    for child in psutil.Process(server.pid).children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                pids.add(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return pids
+
+
+def get(server: ServerProcess, path: str) -> httpx.Response:
+    return httpx.get(server.url + path, timeout=10.0, headers={"Connection": "close"})
+
+
+def wait_for_lines(path: Path, pattern: str, count: int) -> list[str]:
+    """Poll ``path`` until ``count`` lines match ``pattern``; those lines."""
+    deadline = time.monotonic() + WAIT
+    lines: list[str] = []
+    while True:
+        text = path.read_text() if path.exists() else ""
+        lines = [line for line in text.splitlines() if re.search(pattern, line)]
+        if len(lines) >= count:
+            return lines
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{count} lines matching {pattern!r} in {path}; got:\n{text}")
+        time.sleep(0.05)
+
+
+# -- a gunicorn-style config file ----------------------------------------------------------
+
+HOOKED_CONF = """\
+import os
+
+workers = 2
+bind = "127.0.0.1:0"
+keepalive = 7
+accesslog = {access!r}
+loglevel = "info"
+threads = 2
+graceful_timeout = 5
+
+MARKS = {marks!r}
+
+
+def _mark(name, line):
+    with open(os.path.join(MARKS, name), "a") as file:
+        file.write(line + "\\n")
+
+
+def when_ready(server):
+    _mark("ready.txt", f"when_ready {{server.pid}}")
+
+
+def post_fork(server, worker):
+    _mark("forks.txt", f"post_fork {{worker.pid}}")
+
+
+def pre_request(worker, req):
+    _mark("requests.txt", f"pre_request {{worker.pid}} {{req.method}} {{req.path}}")
+
+
+def post_request(worker, req, environ, resp):
+    _mark("requests.txt", f"post_request {{worker.pid}} {{req.path}} {{resp.status_code}}")
+
+
+def worker_exit(server, worker):
+    _mark("exits.txt", f"worker_exit {{worker.pid}}")
+
+
+def on_exit(server):
+    _mark("exits.txt", f"on_exit {{server.pid}}")
+"""
+
+
+@pytest.fixture
+def hooked_conf(tmp_path: Path) -> Path:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    conf = tmp_path / "wsgiserve.conf.py"
+    conf.write_text(HOOKED_CONF.format(access=str(tmp_path / "access.log"), marks=str(marks)))
+    return conf
+
+
+def test_conf_file_settings_are_resolved(hooked_conf: Path, tmp_path: Path) -> None:
+    resolved = print_config(REPO_ROOT, APP, "-c", str(hooked_conf))
+
+    assert resolved["workers"] == 2
+    assert resolved["bind"] == ["127.0.0.1:0"]
+    assert resolved["keep_alive"] == 7
+    assert resolved["access_logfile"] == str(tmp_path / "access.log")
+    assert resolved["log_level"] == "info"
+
+
+def test_conf_file_runs_the_server_and_its_hooks(
+    launch: Launch, hooked_conf: Path, tmp_path: Path
+) -> None:
+    marks = tmp_path / "marks"
+    server = launch(APP, "-c", str(hooked_conf))
+    workers = booted(server, 2)
+
+    # bind from the file: port 0 was honoured (the default would be 127.0.0.1:8000)
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", server.url)
+    assert not server.url.endswith(":8000")
+    assert live_children(server) == workers
+    assert wait_for_lines(marks / "ready.txt", "when_ready", 1) == [f"when_ready {server.pid}"]
+    forks = wait_for_lines(marks / "forks.txt", "post_fork", 2)
+    assert {int(line.split()[1]) for line in forks} == workers
+
+    for index in range(5):
+        assert get(server, f"/hello?n={index}").status_code == 200
+
+    pre = wait_for_lines(marks / "requests.txt", r"^pre_request \d+ GET /hello$", 5)
+    post = wait_for_lines(marks / "requests.txt", r"^post_request \d+ /hello 200$", 5)
+    assert len(pre) == len(post) == 5
+    assert {int(line.split()[1]) for line in pre} <= workers
+    logged = wait_for_lines(tmp_path / "access.log", r"GET /hello\?n=\d", 5)
+    assert len(logged) == 5
+
+    assert server.stop() == 0
+    exits = (marks / "exits.txt").read_text().splitlines()
+    assert f"on_exit {server.pid}" in exits
+    assert {int(line.split()[1]) for line in exits if line.startswith("worker_exit")} == workers
+
+
+def test_conf_file_with_an_unknown_setting_is_refused(tmp_path: Path) -> None:
+    conf = tmp_path / "bad.conf.py"
+    conf.write_text("workers = 2\nwrokers = 3\n")
+
+    result = run_cli(APP, "-c", str(conf), "--check-config")
+
+    assert result.returncode != 0
+    assert "wrokers" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# -- precedence ----------------------------------------------------------------------------
+
+
+def test_precedence_command_line_env_conf_pyproject_default(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.wsgiserve]\nthreads = 3\n")
+    conf = tmp_path / "threads.conf.py"
+    conf.write_text("threads = 5\n")
+    env_layer = clean_env(WSGISERVE_CMD_ARGS="--threads 7")
+
+    everything = print_config(tmp_path, APP, "-c", str(conf), "--threads", "9", env=env_layer)
+    no_cli = print_config(tmp_path, APP, "-c", str(conf), env=env_layer)
+    no_env = print_config(tmp_path, APP, "-c", str(conf))
+    no_conf = print_config(tmp_path, APP)
+    (tmp_path / "pyproject.toml").unlink()
+    defaults = print_config(tmp_path, APP)
+
+    assert everything["threads"] == 9
+    assert no_cli["threads"] == 7
+    assert no_env["threads"] == 5
+    assert no_conf["threads"] == 3
+    assert defaults["threads"] == 8
+
+
+def test_pyproject_is_read_from_chdir(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.wsgiserve]\nthreads = 3\nkeepalive = 11\n")
+
+    resolved = print_config(REPO_ROOT, APP, "--chdir", str(tmp_path))
+
+    assert resolved["threads"] == 3
+    assert resolved["keep_alive"] == 11
+
+
+# -- --check-config ------------------------------------------------------------------------
+
+
+def test_check_config_passes_when_the_app_loads() -> None:
+    result = run_cli(APP, "--check-config")
+
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("spec", "named"),
+    [
+        pytest.param(f"{APPS}.broken_app:app", "refuses to import", id="import-error"),
+        pytest.param(f"{APPS}.no_such_module:app", "no_such_module", id="missing-module"),
+        pytest.param(f"{OPS}:no_such_app", "no_such_app", id="missing-attribute"),
+    ],
+)
+def test_check_config_fails_when_the_app_does_not_load(spec: str, named: str) -> None:
+    result = run_cli(spec, "--check-config")
+
+    assert result.returncode != 0
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+
+
+# -- app specs and factories ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        pytest.param([f"{OPS}:create_app()"], {"args": [], "kwargs": {}}, id="call"),
+        pytest.param(
+            [f'{OPS}:create_app("x", flag=True)'],
+            {"args": ["x"], "kwargs": {"flag": True}},
+            id="literal-args",
+        ),
+        pytest.param(
+            ["--factory", f"{OPS}:create_app"], {"args": [], "kwargs": {}}, id="--factory"
+        ),
+    ],
+)
+def test_factory_specs_reach_the_factory(
+    server_factory: StartServer, argv: list[str], expected: dict[str, Any]
+) -> None:
+    *flags, spec = argv
+    server = server_factory(spec, *flags, "--graceful-timeout", "5", threads=2)
+
+    response = get(server, "/args")
+
+    assert response.status_code == 200
+    assert response.json() == expected
+
+
+@pytest.mark.parametrize("mode", [["--check-config"], ["-b", "127.0.0.1:0", *FAST]])
+def test_non_literal_factory_arguments_are_refused(mode: list[str]) -> None:
+    result = run_cli(f"{OPS}:create_app(os.getcwd())", *mode)
+
+    assert result.returncode != 0
+    assert "literal" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+
+
+# -- gunicorn compatibility ----------------------------------------------------------------
+
+
+def test_gevent_worker_class_is_refused_with_a_reason() -> None:
+    result = run_cli(APP, "-k", "gevent", "-b", "127.0.0.1:0")
+
+    assert result.returncode == EXIT_USAGE
+    assert "gevent" in result.stderr
+    assert "thread" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "warning"),
+    [
+        pytest.param(["-k", "gthread"], r"warning: -k gthread is ignored", id="gthread"),
+        pytest.param(["-k", "sync"], r"warning: -k sync is ignored", id="sync"),
+    ],
+)
+def test_accepted_gunicorn_flags_warn_and_serve(
+    server_factory: StartServer, flags: list[str], warning: str
+) -> None:
+    server = server_factory(APP, *flags, "--graceful-timeout", "5", threads=2)
+
+    assert get(server, "/hello").text == "hello"
+    assert re.search(warning, server.log.text), server.log.text
+
+
+def test_worker_connections_is_the_max_connections_limit(
+    server_factory: StartServer, tmp_path: Path
+) -> None:
+    resolved = print_config(tmp_path, APP, "--worker-connections", "1000")
+    assert resolved["max_connections"] == 1000
+
+    server = server_factory(APP, "--worker-connections", "1000", *FAST[:2], threads=2)
+    assert get(server, "/hello").text == "hello"
+
+
+@pytest.mark.parametrize("flag", ["--daemon", "-D"])
+def test_daemon_is_refused(flag: str) -> None:
+    result = run_cli(APP, flag, "-b", "127.0.0.1:0")
+
+    assert result.returncode == EXIT_USAGE
+    assert "not supported" in result.stderr
+    assert "foreground" in result.stderr
+
+
+# -- the environment, directories -----------------------------------------------------------
+
+
+def test_web_concurrency_sets_the_worker_count(launch: Launch) -> None:
+    server = launch(APP, "-b", "127.0.0.1:0", *FAST, env=clean_env(WEB_CONCURRENCY="2"))
+
+    workers = booted(server, 2)
+
+    assert live_children(server) == workers
+    assert len(workers) == 2
+
+
+def test_workers_flag_beats_web_concurrency(tmp_path: Path) -> None:
+    resolved = print_config(tmp_path, APP, "-w", "1", env=clean_env(WEB_CONCURRENCY="3"))
+    assert resolved["workers"] == 1
+
+
+def test_env_flag_is_visible_to_the_app(server_factory: StartServer) -> None:
+    server = server_factory(APP, "-e", "FOO=bar", "-e", "EMPTY=", *FAST[:2], threads=2)
+
+    assert get(server, "/env?name=FOO").text == "bar"
+    assert get(server, "/env?name=EMPTY").text == ""
+
+
+def test_chdir_and_pythonpath_load_an_app_from_elsewhere(
+    server_factory: StartServer, tmp_path: Path
+) -> None:
+    site = tmp_path / "site"
+    libs = tmp_path / "libs"
+    site.mkdir()
+    libs.mkdir()
+    (libs / "helper_on_path.py").write_text('VALUE = "from-pythonpath"\n')
+    (site / "data.txt").write_text("relative-file")
+    (site / "chdir_app.py").write_text(
+        "import os\n"
+        "from helper_on_path import VALUE\n\n\n"
+        "def app(environ, start_response):\n"
+        "    with open('data.txt') as file:\n"
+        "        body = f'{os.getcwd()}|{VALUE}|{file.read()}'.encode()\n"
+        "    start_response('200 OK', [('Content-Length', str(len(body)))])\n"
+        "    return [body]\n"
+    )
+
+    server = server_factory(
+        "chdir_app:app", "--chdir", str(site), "--pythonpath", str(libs), *FAST[:2], threads=2
+    )
+    cwd, value, data = get(server, "/").text.split("|")
+
+    assert os.path.realpath(cwd) == os.path.realpath(site)
+    assert value == "from-pythonpath"
+    assert data == "relative-file"

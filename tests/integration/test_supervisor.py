@@ -1,0 +1,399 @@
+"""The pre-fork supervisor under real signals: worker count, respawn, reload, stops,
+recycling, --preload, the pidfile, heartbeats, --timeout stack dumps and log reopening.
+
+Every wait is bounded; nothing asserts how long something took.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from .apps.ops_app import HANG_MARKER, IMPORT_MARKER, SLOW_MARKER
+from .support import APPS, STOP_TIMEOUT, ServerProcess, StartServer, run_cli
+
+pytestmark = pytest.mark.timeout(90)
+
+APP = f"{APPS}.ops_app:app"
+BOOTING = re.compile(r"Booting worker with pid: (\d+)")
+WAIT = 20.0  # seconds: the bound on every poll below
+EXIT_APP_LOAD = 4
+# Common to every server here: quick stops, small pools.
+FAST = ("--graceful-timeout", "5")
+
+ClientMaker = Callable[[str], httpx.Client]
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    """Poll ``predicate`` until it holds; fail naming ``what`` when ``timeout`` runs out."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def worker_pids(server: ServerProcess) -> set[int]:
+    """The live (not zombie) child processes of the supervisor."""
+    pids = set()
+    for child in psutil.Process(server.pid).children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                pids.add(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return pids
+
+
+def wait_for_workers(server: ServerProcess, count: int) -> set[int]:
+    """Wait until the supervisor has exactly ``count`` live workers; their pids."""
+    seen: set[int] = set()
+
+    def settled() -> bool:
+        nonlocal seen
+        seen = worker_pids(server)
+        return len(seen) == count
+
+    wait_until(settled, f"{count} workers (last seen: {seen})")
+    return seen
+
+
+def booted(server: ServerProcess, count: int) -> set[int]:
+    """Wait for ``count`` "Booting worker" lines in total; the pids they name."""
+    return {int(m[1]) for m in server.log.wait_for(BOOTING, count=count, timeout=WAIT)}
+
+
+@pytest.fixture
+def client() -> Iterator[ClientMaker]:
+    """Clients that open a fresh connection per request (``Connection: close``)."""
+    opened: list[httpx.Client] = []
+
+    def make(url: str) -> httpx.Client:
+        made = httpx.Client(base_url=url, timeout=10.0, headers={"Connection": "close"})
+        opened.append(made)
+        return made
+
+    yield make
+    for made in opened:
+        made.close()
+
+
+def answering_pid(http: httpx.Client) -> int:
+    response = http.get("/pid")
+    assert response.status_code == 200, response.text
+    return int(response.text)
+
+
+def pids_seen(http: httpx.Client, want: int, attempts: int = 400) -> set[int]:
+    """Ask /pid over fresh connections until ``want`` distinct pids answered (bounded)."""
+    seen: set[int] = set()
+    for _ in range(attempts):
+        seen.add(answering_pid(http))
+        if len(seen) >= want:
+            break
+    return seen
+
+
+class InFlight:
+    """One request on its own thread, so a signal can arrive while it runs."""
+
+    def __init__(self, url: str, path: str) -> None:
+        self.response: httpx.Response | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(url, path), daemon=True)
+        self._thread.start()
+
+    def _run(self, url: str, path: str) -> None:
+        try:
+            self.response = httpx.get(url + path, timeout=STOP_TIMEOUT)
+        except BaseException as exc:
+            self.error = exc
+
+    def join(self) -> None:
+        self._thread.join(STOP_TIMEOUT + 5)
+        assert not self._thread.is_alive(), "the in-flight request never returned"
+
+
+# -- worker processes ----------------------------------------------------------------------
+
+
+def test_two_workers_both_serve(server_factory: StartServer, client: ClientMaker) -> None:
+    server = server_factory(APP, "-w", "2", *FAST, threads=2)
+    workers = wait_for_workers(server, 2)
+
+    seen = pids_seen(client(server.url), want=2)
+
+    assert seen == workers
+    assert server.pid not in seen
+
+
+def test_killed_worker_is_replaced(server_factory: StartServer, client: ClientMaker) -> None:
+    server = server_factory(APP, "-w", "2", *FAST, threads=2)
+    before = booted(server, 2)
+    victim = min(before)
+
+    os.kill(victim, signal.SIGKILL)
+    replacement = booted(server, 3) - before
+    after = wait_for_workers(server, 2)
+
+    assert len(replacement) == 1
+    assert victim not in after
+    assert replacement <= after
+    http = client(server.url)
+    for _ in range(20):
+        assert answering_pid(http) in after
+    assert re.search(rf"Worker {victim} died", server.log.text), server.log.text
+
+
+def test_ttin_adds_and_ttou_removes_a_worker(server_factory: StartServer) -> None:
+    server = server_factory(APP, "-w", "2", *FAST, threads=2)
+    first = booted(server, 2)
+    wait_for_workers(server, 2)
+
+    server.proc.send_signal(signal.SIGTTIN)
+    three = wait_for_workers(server, 3)
+    assert len(booted(server, 3)) == 3
+    assert first < three
+
+    server.proc.send_signal(signal.SIGTTOU)
+    two = wait_for_workers(server, 2)
+    assert two < three
+
+
+def test_hup_replaces_every_worker_without_failing_a_request(
+    server_factory: StartServer, client: ClientMaker
+) -> None:
+    server = server_factory(APP, "-w", "2", *FAST, threads=2)
+    old = booted(server, 2)
+    wait_for_workers(server, 2)
+    http = client(server.url)
+    answered: list[int] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        for _ in range(3000):  # a bound, in case `stop` is never set
+            if stop.is_set() and len(answered) >= 200:
+                return
+            try:
+                answered.append(answering_pid(http))
+            except BaseException as exc:
+                failures.append(repr(exc))
+
+    loader = threading.Thread(target=hammer, daemon=True)
+    loader.start()
+    try:
+        wait_until(lambda: len(answered) >= 20, "requests before the HUP")
+        server.proc.send_signal(signal.SIGHUP)
+        new = booted(server, 4) - old
+        wait_until(lambda: worker_pids(server) == new, f"only the new workers {new}")
+        mark = len(answered)
+        wait_until(lambda: len(answered) >= mark + 20, "requests after the HUP")
+    finally:
+        stop.set()
+        loader.join(60)
+
+    assert not loader.is_alive()
+    assert failures == []
+    assert len(new) == 2
+    assert not old & new
+    assert set(answered[-10:]) <= new
+    assert server.proc.poll() is None
+
+
+# -- stopping ------------------------------------------------------------------------------
+
+
+def test_term_lets_an_in_flight_request_finish(server_factory: StartServer) -> None:
+    server = server_factory(APP, "-w", "2", *FAST, threads=2)
+    booted(server, 2)
+    request = InFlight(server.url, "/slow?s=1")
+    server.log.wait_for(re.compile(SLOW_MARKER), timeout=WAIT)
+
+    code = server.stop(signal.SIGTERM)
+    request.join()
+
+    assert request.error is None, request.error
+    assert request.response is not None
+    assert request.response.status_code == 200
+    assert request.response.text == "done"
+    assert code == 0, server.log.text
+    assert "Traceback" not in server.log.text
+
+
+def test_int_stops_promptly_despite_a_hanging_request(server_factory: StartServer) -> None:
+    # A graceful stop would wait --graceful-timeout (60 s) for /hang; INT must not.
+    server = server_factory(APP, "-w", "2", "--graceful-timeout", "60", threads=2)
+    booted(server, 2)
+    request = InFlight(server.url, "/hang")
+    server.log.wait_for(re.compile(HANG_MARKER), timeout=WAIT)
+    workers = worker_pids(server)
+
+    code = server.stop(signal.SIGINT, timeout=STOP_TIMEOUT)
+    request.join()
+
+    assert code == 0, server.log.text
+    assert request.response is None  # the connection was dropped, not answered
+    assert not any(psutil.pid_exists(pid) for pid in workers)
+
+
+# -- recycling, preload, pidfile, load errors ------------------------------------------------
+
+
+def test_max_requests_recycles_workers(server_factory: StartServer, client: ClientMaker) -> None:
+    server = server_factory(APP, "-w", "2", "--max-requests", "5", *FAST, threads=2)
+    first = booted(server, 2)
+    wait_for_workers(server, 2)
+    http = client(server.url)
+
+    answered = [answering_pid(http) for _ in range(12)]
+
+    assert len(answered) == 12
+    assert set(answered) <= first
+    server.log.wait_for(re.compile(r"served \d+ requests: restarting"), timeout=WAIT)
+    later = booted(server, 3)
+    assert later - first
+    wait_until(lambda: bool(worker_pids(server) - first), "a recycled worker's replacement")
+    assert "Traceback" not in server.log.text
+
+
+def test_preload_imports_the_app_once_in_the_supervisor(server_factory: StartServer) -> None:
+    server = server_factory(APP, "-w", "2", "--preload", *FAST, threads=2)
+    booted(server, 2)
+
+    imports = re.findall(rf"{IMPORT_MARKER} pid=(\d+)", server.log.text)
+    assert imports == [str(server.pid)]
+
+
+def test_without_preload_each_worker_imports_the_app(server_factory: StartServer) -> None:
+    server = server_factory(APP, "-w", "2", *FAST, threads=2)
+    workers = booted(server, 2)
+
+    marker = re.compile(rf"{IMPORT_MARKER} pid=(\d+)")
+    imports = {int(m[1]) for m in server.log.wait_for(marker, count=2, timeout=WAIT)}
+    assert imports == workers
+
+
+def test_pidfile_holds_the_supervisor_pid_until_term(
+    server_factory: StartServer, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "wsgiserve.pid"
+    server = server_factory(APP, "-w", "2", "-p", str(pidfile), *FAST, threads=2)
+    booted(server, 2)
+
+    assert pidfile.read_text().strip() == str(server.pid)
+    assert server.stop(signal.SIGTERM) == 0
+    assert not pidfile.exists()
+
+
+def test_app_that_fails_to_import_exits_4_without_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "explodes_on_import.py").write_text(
+        'raise ImportError("explodes_on_import needs a database")\n'
+    )
+
+    result = run_cli(
+        "explodes_on_import:app",
+        "-b",
+        "127.0.0.1:0",
+        "-w",
+        "2",
+        *FAST,
+        "--pythonpath",
+        str(tmp_path),
+    )
+
+    assert result.returncode == EXIT_APP_LOAD, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "\n\n" not in result.stderr.strip(), result.stderr
+    assert "explodes_on_import" in result.stderr
+    assert "needs a database" in result.stderr
+
+
+# -- heartbeats and --timeout ----------------------------------------------------------------
+
+
+def test_stopped_worker_misses_its_heartbeat_and_is_replaced(
+    server_factory: StartServer,
+) -> None:
+    server = server_factory(APP, "-w", "2", "-t", "2", *FAST, threads=2)
+    before = booted(server, 2)
+    wait_for_workers(server, 2)
+    victim = min(before)
+
+    os.kill(victim, signal.SIGSTOP)
+    try:
+        server.log.wait_for(re.compile(rf"Worker {victim} missed its heartbeat"), timeout=WAIT)
+        replacement = booted(server, 3) - before
+        after = wait_for_workers(server, 2)
+    finally:
+        if psutil.pid_exists(victim):  # still ours if the supervisor never killed it
+            os.kill(victim, signal.SIGKILL)
+
+    assert len(replacement) == 1
+    assert victim not in after
+    assert replacement <= after
+
+
+@pytest.mark.parametrize("timeout", [1, 2])
+def test_timeout_logs_a_slow_requests_stack_once(
+    server_factory: StartServer, client: ClientMaker, timeout: int
+) -> None:
+    # The app sleeps in a pool thread: the event loop stays free, so the worker keeps
+    # beating and must not be killed; only the request is reported, with its stack.
+    server = server_factory(APP, "-t", str(timeout), *FAST, threads=2)
+    booted(server, 1)
+
+    response = client(server.url).get(f"/slow?s={timeout + 2}")
+
+    assert response.status_code == 200
+    assert response.text == "done"
+    warning = re.compile(r"\[WARNING\].*request running for .*/slow")
+    server.log.wait_for(warning, timeout=WAIT)
+    server.log.wait_for(re.compile("its thread's stack"), timeout=WAIT)
+    server.log.wait_for(re.compile(r"sleepy_handler"), timeout=WAIT)
+    assert len(re.findall(warning, server.log.text)) == 1
+    assert "missed its heartbeat" not in server.log.text
+
+
+# -- log files -------------------------------------------------------------------------------
+
+
+def test_usr1_reopens_the_access_log(
+    server_factory: StartServer, client: ClientMaker, tmp_path: Path
+) -> None:
+    access = tmp_path / "access.log"
+    rotated = tmp_path / "access.log.1"
+    server = server_factory(APP, "-w", "2", "--access-logfile", str(access), *FAST, threads=2)
+    booted(server, 2)
+    http = client(server.url)
+    assert http.get("/hello?before-rotation").status_code == 200
+    wait_until(
+        lambda: access.exists() and "before-rotation" in access.read_text(),
+        "the first access log line",
+    )
+
+    access.rename(rotated)
+    server.proc.send_signal(signal.SIGUSR1)
+    server.log.wait_for(re.compile(r"Handling signal: USR1"), timeout=WAIT)
+
+    # The workers reopen on their own loops: ask until a request lands in the new file.
+    def logged_anew() -> bool:
+        assert http.get("/hello?after-rotation").status_code == 200
+        return access.exists() and "after-rotation" in access.read_text()
+
+    wait_until(logged_anew, "a request logged in the reopened access log")
+    assert "before-rotation" not in access.read_text()
+    assert "before-rotation" in rotated.read_text()
+    assert server.proc.poll() is None
