@@ -23,6 +23,7 @@ Environ = dict[str, Any]
 # the single CONTENT_TYPE slot of CGI for Content-Type).
 _SINGLETONS = frozenset({"HTTP_HOST", "CONTENT_TYPE", "CONTENT_LENGTH"})
 
+_OWS = (" ", "\t")
 _KEYS_CACHE_LIMIT = 4096
 _keys: dict[bytes, str | None] = {}
 _methods: dict[bytes, str] = {}
@@ -145,6 +146,8 @@ def request_environ(
         if key is None:
             continue
         text = value.decode("latin-1")
+        if text[-1:] in _OWS:  # httptools strips leading OWS only (RFC 9110 §5.5)
+            text = text.rstrip(" \t")
         if key in environ:
             if key in _SINGLETONS:
                 raise BadRequest(f"repeated {name.decode('latin-1')} field")

@@ -17,6 +17,7 @@ class HTTPError(Exception):
     def __init__(self, detail: str = "") -> None:
         super().__init__(detail or HTTPStatus(self.status).phrase)
         self.detail = detail or HTTPStatus(self.status).phrase
+        self.head_request = False  # the refused request was a HEAD: no body (RFC 9110 §9.3.2)
 
     def response_bytes(self, date_line: bytes = b"", server_line: bytes = b"") -> bytes:
         """The complete HTTP/1.1 response for this error, ending with `Connection: close`."""
@@ -28,7 +29,7 @@ class HTTPError(Exception):
             + server_line
             + b"Content-Type: text/plain; charset=utf-8\r\n"
             + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
-            + body
+            + (b"" if self.head_request else body)
         )
 
 

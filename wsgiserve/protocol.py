@@ -63,6 +63,13 @@ PAUSED_PIPELINE = 2  # parsed requests are waiting behind the one in the app
 PAUSED_POOL = 4  # every thread is busy and the pool's queue is full
 
 
+def _foreign_protocol(method: bytes, url: bytes, chunk: bytes) -> bool:
+    """llhttp also parses RTSP/1.0 and ICE/1.0 request lines and httptools reports only the
+    version number: look for the line itself (RFC 9112 §2.3: the protocol name is HTTP)."""
+    line = method + b" " + url + b" "
+    return line + b"RTSP/" in chunk or line + b"ICE/" in chunk
+
+
 class _ParserStop(Exception):
     """Raised in a parser callback to stop parsing; the reason is in `_error`."""
 
@@ -70,10 +77,13 @@ class _ParserStop(Exception):
 class HttpProtocol(asyncio.Protocol):
     # Slots keep an idle keep-alive connection small (no per-instance __dict__).
     __slots__ = (
+        "_carry",
+        "_chunk",
         "_environ_base",
         "_error",
         "_field_count",
         "_head_bytes",
+        "_head_method",
         "_head_since",
         "_headers",
         "_in_head",
@@ -105,6 +115,9 @@ class HttpProtocol(asyncio.Protocol):
         self._head_since = server.clock.now  # when we began waiting for the current head
         self._stalled_since = 0.0  # when the transport last paused writing
         self._served = 0
+        self._chunk = b""  # the bytes being parsed now
+        self._carry = b""  # earlier bytes of a request head that spans reads
+        self._head_method = False  # the request being parsed is a HEAD
         self.transport: asyncio.Transport | None = None
         self.gate = WriteGate()
         self._parser = httptools.HttpRequestParser(self)
@@ -175,6 +188,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         if self._receiving is None:
             self._head_bytes += len(data)
+        self._chunk = data
         try:
             try:
                 self._parser.feed_data(data)
@@ -184,6 +198,8 @@ class HttpProtocol(asyncio.Protocol):
                 self._parse_failed(error, data)
             if not self._stop_parsing and self._head_bytes > self.server.head_limit:
                 self._refuse(HeaderFieldsTooLarge("request head too large"))
+            if self._in_head:  # keep the start of a request line split across reads
+                self._carry = (self._carry + data)[-(self.settings.limit_request_line + 16) :]
             self._dispatch()
         except Exception:  # a bug of ours: cost this connection, never the loop
             log.exception("internal error on a connection; aborting it")
@@ -194,12 +210,15 @@ class HttpProtocol(asyncio.Protocol):
     # -- httptools callbacks -----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._head_method = False
         self._url = b""
         self._headers = []
         self._in_head = True
         self._field_count = 0
 
     def on_url(self, url: bytes) -> None:
+        if not self._url:  # the method is parsed by now
+            self._head_method = self._parser.get_method() == b"HEAD"
         self._url += url
         if len(self._url) > self.settings.limit_request_line:
             self._error = URITooLong("request line too long")
@@ -226,6 +245,11 @@ class HttpProtocol(asyncio.Protocol):
         version = parser.get_http_version()
         if len(method) + len(self._url) + 10 > self.settings.limit_request_line:
             self._error = URITooLong("request line too long")
+            raise _ParserStop
+        chunk = self._carry + self._chunk if self._carry else self._chunk
+        self._carry = b""
+        if (b"RTSP/" in chunk or b" ICE/" in chunk) and _foreign_protocol(method, self._url, chunk):
+            self._error = BadRequest("not an HTTP request line")
             raise _ParserStop
         try:
             validate.check_version(version)
@@ -315,6 +339,7 @@ class HttpProtocol(asyncio.Protocol):
     def _refuse(self, error: HTTPError) -> None:
         """Answer `error` once the requests before it are answered, then close."""
         log.debug("refusing a request: %s", error.detail)
+        error.head_request = self._head_method
         self._stop_parsing = True
         self._pipeline.append(error)
 
