@@ -192,12 +192,14 @@ class Server:
         clock = self.clock
         clock.now = now
         clock.date_header = f"Date: {formatdate(usegmt=True)}\r\n".encode("ascii")
-        timeout = self.settings.timeout
+        settings = self.settings
+        report_after = settings.slow_request_threshold or settings.timeout
+        flag = "--slow-request-threshold" if settings.slow_request_threshold else "--timeout"
         for connection in list(self.connections):
             connection.check_timers(now)
             exchange = connection.current
-            if timeout and exchange is not None and not exchange.reported:
-                _report_if_hung(exchange, timeout)
+            if report_after and exchange is not None and not exchange.reported:
+                _report_if_slow(exchange, report_after, flag)
         for callback in self.tick_callbacks:
             try:
                 callback()
@@ -220,19 +222,21 @@ def default_max_connections() -> int:
     return max(16, soft - max(64, soft // 10))
 
 
-def _report_if_hung(exchange: Exchange, timeout: float) -> None:
-    """Log a request running longer than `timeout` with the stack of its thread, once."""
+def _report_if_slow(exchange: Exchange, threshold: float, flag: str) -> None:
+    """Log a request running longer than `threshold` with the stack of its thread, once."""
     age = time.monotonic() - exchange.started_at
     thread_id = exchange.thread_id
-    if age < timeout or thread_id is None:
+    if age < threshold or thread_id is None:
         return
     exchange.reported = True
     frame = sys._current_frames().get(thread_id)
     stack = "".join(traceback.format_stack(frame)) if frame is not None else "(thread gone)\n"
     environ = exchange.environ
     log.warning(
-        "request running for %.1f s (over --timeout %g): %s %s\nits thread's stack:\n%s",
-        age, timeout, environ["REQUEST_METHOD"], environ["PATH_INFO"], stack.rstrip(),
+        "request running for %.1f s (over %s %g): %s %s (request id %s)\n"
+        "its thread's stack:\n%s",
+        age, flag, threshold, environ["REQUEST_METHOD"], environ["PATH_INFO"],
+        environ.get("wsgiserve.request_id", "-"), stack.rstrip(),
     )
 
 

@@ -184,6 +184,14 @@ class Settings:
         help="A request running longer is logged with its thread's stack; a worker whose event "
         "loop misses its heartbeat this long is killed and replaced. 0 turns both off.",
     )
+    slow_request_threshold: float = _setting(
+        0.0,
+        "--slow-request-threshold",
+        unit="seconds",
+        metavar="SECONDS",
+        help="Log a request running longer than this, once, with its method, path, age and "
+        "its thread's current stack. 0: use --timeout.",
+    )
     max_requests: int = _setting(
         0,
         "--max-requests",
@@ -301,7 +309,8 @@ class Settings:
         for item in self.raw_env:
             if "=" not in item:
                 raise ValueError(f"env: {item!r} is not KEY=VALUE")
-        for name in ("keep_alive", "graceful_timeout", "timeout", "header_timeout",
+        for name in ("keep_alive", "graceful_timeout", "timeout", "slow_request_threshold",
+                     "header_timeout",
                      "body_timeout", "write_timeout", "limit_request_body", "limit_concurrency"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")

@@ -1,0 +1,57 @@
+"""Request ids and slow-request reports."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+import wsgiserve
+
+
+def id_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    body = environ["wsgiserve.request_id"].encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def test_the_clients_request_id_reaches_the_app() -> None:
+    with wsgiserve.background_server(id_app, threads=2) as server:
+        response = httpx.get(server.url, headers={"X-Request-ID": "abc-123"}, timeout=5)
+    assert response.text == "abc-123"
+
+
+def test_a_request_id_is_generated_when_the_client_sends_none() -> None:
+    with wsgiserve.background_server(id_app, threads=2) as server, httpx.Client() as client:
+        ids = [client.get(server.url, timeout=5).text for _ in range(20)]
+        hostile = client.get(server.url, headers={"X-Request-ID": "x" * 500}, timeout=5).text
+    assert len(set(ids)) == 20
+    assert all(ids)
+    assert all(identifier.isprintable() for identifier in ids)
+    assert hostile != "x" * 500  # too long to trust: replaced
+
+
+def slow_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    def deliberately_slow_handler() -> None:
+        time.sleep(2.5)
+
+    deliberately_slow_handler()
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"ok"]
+
+
+def test_a_slow_request_is_reported_once_with_its_stack(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="wsgiserve.error")
+    with wsgiserve.background_server(slow_app, threads=2, slow_request_threshold=1) as server:
+        response = httpx.get(server.url + "/report-me", timeout=10)
+    assert response.status_code == 200
+    reports = [r.getMessage() for r in caplog.records if "its thread's stack" in r.getMessage()]
+    assert len(reports) == 1
+    (report,) = reports
+    assert "GET /report-me" in report
+    assert "--slow-request-threshold" in report
+    assert "deliberately_slow_handler" in report
