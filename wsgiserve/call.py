@@ -101,14 +101,19 @@ def _fail(exchange: Exchange, response: Response, error: Exception) -> None:
 
 def _log_access(exchange: Exchange, response: Response) -> None:
     clock = exchange.clock
+    duration = time.monotonic() - exchange.started_at
     if clock.access_log is not None:
         try:
             clock.access_log(
-                exchange.environ, response.code, response.app_headers, response.sent,
-                time.monotonic() - exchange.started_at,
+                exchange.environ, response.code, response.app_headers, response.sent, duration
             )
         except Exception:
             log.exception("could not write the access log")
+    if clock.stats is not None:
+        clock.stats.observe(
+            exchange.environ["REQUEST_METHOD"], response.code, duration, response.sent,
+            getattr(exchange.body, "received", 0),
+        )
     if clock.post_request is not None:
         view = HookResponse(response.code, response.app_headers, response.sent)
         _hook(clock.post_request, clock.hook_worker, HookRequest(exchange.environ),

@@ -12,11 +12,13 @@ import functools
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from . import __version__, config, logs, tls
 from .appload import drop_privileges, load_app, prepare_process
+from .control import query_status
 from .errors import StartupError
 from .server import open_listeners
 from .settings import Settings, setting_fields
@@ -34,8 +36,6 @@ REFUSED_FLAGS = {
     "--daemon": "run wsgiserve in the foreground under systemd, a container or a process manager",
     "--paste": "paste deployment is not supported: give MODULE:APP",
     "--proxy-protocol": "the PROXY protocol is not supported",
-    "--statsd-host": "statsd metrics are not supported yet",
-    "--statsd-prefix": "statsd metrics are not supported yet",
 }
 WORKER_CLASSES_OK = {"sync", "gthread", "uvicorn.workers.UvicornWorker"}
 
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a WSGI app: uvloop + httptools on the event loop, "
         "the app in a bounded thread pool, pre-forked workers.",
         epilog="Example: wsgiserve myproject.wsgi:application -b 0.0.0.0:8000 -w 4 --threads 16. "
+        "See what a running server does: wsgiserve status -p PIDFILE. "
         "Precedence: command line > $WSGISERVE_CMD_ARGS > -c FILE > [tool.wsgiserve] in "
         "pyproject.toml > defaults.",
     )
@@ -168,7 +169,72 @@ def _check_compat(values: dict[str, Any], parser: argparse.ArgumentParser) -> No
               "event loop plus a thread pool (--threads)", file=sys.stderr)
 
 
+def status_main(argv: Sequence[str]) -> int:
+    """`wsgiserve status -p PIDFILE [--json]`: what a running server is doing."""
+    parser = argparse.ArgumentParser(
+        prog="wsgiserve status",
+        description="Show the workers of a running wsgiserve and its oldest requests in flight.",
+    )
+    parser.add_argument("-p", "--pid", dest="pidfile", required=True, metavar="PIDFILE",
+                        help="the pidfile the server was started with (-p)")
+    parser.add_argument("--json", action="store_true", help="print the raw status as JSON")
+    args = parser.parse_args(argv)
+    try:
+        status = query_status(args.pidfile)
+    except (OSError, ValueError) as error:
+        print(f"wsgiserve status: cannot reach the server of {args.pidfile}: {error}",
+              file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    print(format_status(status))
+    return 0
+
+
+def format_status(status: dict[str, Any]) -> str:
+    now = time.time()
+    lines = [
+        f"wsgiserve {status['version']}  supervisor pid {status['pid']}  "
+        f"up {_duration(now - status['started'])}  workers {len(status['workers'])}"
+        f"/{status['target_workers']}",
+        "",
+        f"{'worker':>8} {'up':>8} {'served':>8} {'conns':>6} {'busy':>9} {'queued':>6}",
+    ]
+    oldest: list[tuple[float, int, str, str, str]] = []
+    for worker in status["workers"]:
+        if "served" not in worker:
+            lines.append(f"{worker['pid']:>8} {'booting':>8}")
+            continue
+        lines.append(
+            f"{worker['pid']:>8} {_duration(now - worker['started']):>8} {worker['served']:>8} "
+            f"{worker['connections']:>6} {worker['busy']:>4}/{worker['threads']:<4} "
+            f"{worker['queued']:>6}"
+        )
+        oldest += [(age, worker["pid"], method, path, rid)
+                   for age, method, path, rid in worker["oldest"]]
+    if status["restarts"]:
+        restarts = ", ".join(f"{k} {v}" for k, v in sorted(status["restarts"].items()))
+        lines += ["", f"worker restarts: {restarts}"]
+    lines += ["", "oldest requests in flight:" if oldest else "no requests in flight"]
+    for age, pid, method, path, rid in sorted(oldest, reverse=True)[:10]:
+        lines.append(f"  {age:8.1f}s  worker {pid}  {method} {path}  ({rid})")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["status"]:
+        return status_main(arguments[1:])
     parser = build_parser()
     try:
         resolved = resolve(argv, parser)

@@ -32,6 +32,7 @@ class ServerClock:
         "post_request",
         "pre_request",
         "server_header",
+        "stats",
     )
 
     def __init__(self, server_name: str) -> None:
@@ -44,6 +45,7 @@ class ServerClock:
         self.pre_request: Any = None
         self.post_request: Any = None
         self.hook_worker: Any = None
+        self.stats: Any = None  # metrics.WorkerStats when metrics or statsd are on
 
 
 class Connection(Protocol):

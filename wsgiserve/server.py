@@ -25,6 +25,7 @@ from .call import App, run_app
 from .environ import server_environ
 from .exchange import Exchange, ServerClock
 from .listeners import Listener, close_listener, open_listener, systemd_listeners
+from .metrics import WorkerStats
 from .pool import WorkerPool
 from .protocol import HttpProtocol
 from .proxy import TrustedProxies
@@ -55,6 +56,9 @@ class Server:
         self.connections: set[HttpProtocol] = set()
         self.ssl = tls.server_context(settings)
         self.proxies = TrustedProxies.parse(settings.forwarded_allow_ips)
+        if settings.metrics_bind or settings.statsd_host:
+            self.clock.stats = WorkerStats(settings.statsd_host, settings.statsd_prefix)
+        self.started = time.time()
         self.environ_base = server_environ(
             "https" if self.ssl else "http", settings.workers > 1, FileWrapper
         )
@@ -206,6 +210,33 @@ class Server:
             except Exception:
                 log.exception("error in a periodic callback")
         self._ticker = loop.call_at(now + 1.0, self._tick)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What this worker is doing now: for `wsgiserve status` and the metrics."""
+        pool = self.pool.statistics()
+        now = time.monotonic()
+        running = sorted(
+            (c.current for c in self.connections if c.current is not None),
+            key=lambda exchange: exchange.started_at,
+        )
+        stats = self.clock.stats
+        return {
+            "pid": os.getpid(),
+            "started": self.started,
+            "served": self.completed,
+            "connections": len(self.connections),
+            "in_flight": self.pool.in_flight,
+            "queued": pool["waiting"],
+            "busy": pool["busy"],
+            "idle": pool["idle"],
+            "threads": pool["threads"],
+            "oldest": [
+                [round(now - e.started_at, 3), e.environ["REQUEST_METHOD"],
+                 e.environ["PATH_INFO"][:120], e.environ.get("wsgiserve.request_id", "")]
+                for e in running[:5]
+            ],
+            "metrics": stats.counters() if stats is not None else {},
+        }
 
     @property
     def completed(self) -> int:

@@ -166,6 +166,24 @@ class Settings:
         "close. 0: as many as the open-file limit allows, keeping 10% spare.",
     )
 
+    # -- observability --------------------------------------------------------------------
+    metrics_bind: str | None = _setting(
+        None,
+        "--metrics-bind",
+        metavar="HOST:PORT",
+        help="Serve Prometheus metrics (per worker and summed) at http://HOST:PORT/metrics, "
+        "from the supervisor. Off by default.",
+    )
+    statsd_host: str | None = _setting(
+        None,
+        "--statsd-host",
+        metavar="HOST:PORT",
+        help="Send gunicorn-style statsd metrics (UDP) to HOST:PORT.",
+    )
+    statsd_prefix: str = _setting(
+        "", "--statsd-prefix", metavar="PREFIX", help="Prefix for statsd metric names."
+    )
+
     # -- processes ------------------------------------------------------------------------
     workers: int = _setting(
         1,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import select
@@ -24,11 +25,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import __version__, logs
 from .call import App
 from .config import Hooks
+from .control import ControlListeners
 from .listeners import Listener, close_listener
+from .metrics import render
 from .reload import start_watching
 from .settings import Settings
 from .worker import EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR, run_worker
@@ -53,6 +57,7 @@ class WorkerProcess:
     booted: bool = False
     stopping: bool = False
     killed: bool = False
+    snapshot: dict[str, Any] = field(default_factory=dict)  # its latest heartbeat
 
 
 @dataclass
@@ -80,6 +85,10 @@ class Supervisor:
     _boot_failures: int = 0
     _next_spawn: float = 0.0
     _exit_code: int | None = None
+    _stopping_all: bool = False
+    _control: ControlListeners | None = None
+    restarts: dict[str, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
 
     def run(self) -> int:
         """Supervise until stopped; returns the process exit code."""
@@ -99,6 +108,9 @@ class Supervisor:
         for listener in self.listeners:
             log.info("Listening at: %s (%d)", listener.url, os.getpid())
         log.info("Using worker: event loop + %d threads", self.settings.threads)
+        self._control = ControlListeners(
+            self.settings.pidfile, self.settings.metrics_bind, self.status, self.metrics
+        )
         self._call_hook("when_ready", self)
         if self.settings.reload:
             roots = [Path(os.getcwd())] + [
@@ -111,12 +123,36 @@ class Supervisor:
             while self._exit_code is None:
                 self._step()
         finally:
+            self._control.close()
             self._remove_pidfile()
             for listener in self.listeners:
                 close_listener(listener)
         self._call_hook("on_exit", self)
         log.info("Shutdown complete")
         return self._exit_code
+
+    # -- what `wsgiserve status` and the metrics see -------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        workers = sorted(self.workers.values(), key=lambda w: w.started)
+        return {
+            "pid": os.getpid(),
+            "version": __version__,
+            "started": self.started,
+            "target_workers": self.target,
+            "workers": [
+                {**w.snapshot, "pid": w.pid, "booted": w.booted, "stopping": w.stopping}
+                for w in workers
+            ],
+            "restarts": dict(self.restarts),
+        }
+
+    def metrics(self) -> str:
+        snapshots = [
+            {**w.snapshot, "pid": w.pid} for w in self.workers.values()
+            if w.snapshot.get("metrics") is not None and "served" in w.snapshot
+        ]
+        return render(snapshots, self.restarts)
 
     # -- what hooks see (gunicorn's arbiter has the same names) -----------------------------
 
@@ -153,14 +189,19 @@ class Supervisor:
             os.write(self._wake_w, b"!")
 
     def _step(self) -> None:
-        fds = [self._wake_r, *(w.heartbeat_fd for w in self.workers.values())]
+        control = self._control.fds() if self._control is not None else []
+        fds = [self._wake_r, *control, *(w.heartbeat_fd for w in self.workers.values())]
         try:
             readable, _, _ = select.select(fds, [], [], self._poll_interval())
         except InterruptedError:
             readable = []
         now = time.monotonic()
         for fd in readable:
-            self._drain(fd, now)
+            if fd in control:
+                assert self._control is not None
+                self._control.handle(fd)
+            else:
+                self._drain(fd, now)
         while self._signals:
             self._handle(self._signals.pop(0))
         self._reap()
@@ -185,6 +226,9 @@ class Supervisor:
                 if not worker.booted:
                     worker.booted = True
                     self._boot_failures = 0
+                lines = data.rstrip(b"\n").rsplit(b"\n", 1)
+                with contextlib.suppress(ValueError):
+                    worker.snapshot = json.loads(lines[-1])
 
     def _handle(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
@@ -271,11 +315,14 @@ class Supervisor:
             os.close(worker.heartbeat_fd)
             code = os.waitstatus_to_exitcode(status)
             if worker.stopping or self._exit_code is not None:
+                if worker.stopping and not self._stopping_all:
+                    self._count_restart("retired")
                 continue
             if code == EXIT_APP_LOAD_ERROR:
                 log.error("App failed to load in worker %d: stopping", pid)
                 self._halt(EXIT_APP_LOAD_ERROR)
             elif not worker.booted and code != 0:
+                self._count_restart("boot_failure")
                 self._boot_failures += 1
                 if self._boot_failures >= BOOT_FAILURES_ALLOWED:
                     log.error("Workers failed to boot %d times: stopping", self._boot_failures)
@@ -287,9 +334,14 @@ class Supervisor:
                     "Worker %d died at boot (exit %d); retrying in %.1f s", pid, code, delay
                 )
             elif code == 0:
+                self._count_restart("recycled")
                 log.info("Worker %d exited (recycled); replacing it", pid)
             else:
+                self._count_restart("heartbeat" if worker.killed else "died")
                 log.warning("Worker %d died (exit %d); replacing it", pid, code)
+
+    def _count_restart(self, reason: str) -> None:
+        self.restarts[reason] = self.restarts.get(reason, 0) + 1
 
     def _check_heartbeats(self, now: float) -> None:
         timeout = self.settings.timeout
@@ -311,6 +363,7 @@ class Supervisor:
     # -- stopping and reloading ------------------------------------------------------------
 
     def _stop(self, graceful: bool) -> None:
+        self._stopping_all = True
         for listener in self.listeners:  # no new connections reach this server
             close_listener(listener)
         self._signal_all(signal.SIGTERM if graceful else signal.SIGQUIT)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
@@ -23,6 +24,7 @@ from .call import App
 from .config import Hooks
 from .errors import AppLoadError
 from .listeners import Listener
+from .metrics import SNAPSHOT_LIMIT
 from .server import Server
 from .settings import Settings
 
@@ -115,7 +117,7 @@ def _serve(
             server.request_shutdown()
             return
         with contextlib.suppress(BlockingIOError):  # a full pipe: the supervisor is behind
-            os.write(heartbeat_fd, b".")
+            os.write(heartbeat_fd, heartbeat_line(server.snapshot()))
         if limit and server.completed >= limit and not server.stop_requested:
             log.info("worker %d served %d requests: restarting", os.getpid(), server.completed)
             server.request_shutdown()
@@ -140,6 +142,15 @@ def _serve(
 
     uvloop.run(main())
     return 0
+
+
+def heartbeat_line(snapshot: dict[str, object]) -> bytes:
+    """The snapshot as one JSON line, small enough for the pipe to take it whole."""
+    line = json.dumps(snapshot, separators=(",", ":")).encode() + b"\n"
+    if len(line) > SNAPSHOT_LIMIT:
+        snapshot = {**snapshot, "oldest": []}
+        line = json.dumps(snapshot, separators=(",", ":")).encode() + b"\n"
+    return line if len(line) <= SNAPSHOT_LIMIT else b"{}\n"
 
 
 def _stop_now() -> None:

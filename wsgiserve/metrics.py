@@ -1,0 +1,173 @@
+"""Per-worker statistics, their once-a-second snapshot, and the Prometheus text format.
+
+A worker records each finished request (`WorkerStats.observe`, any thread), and its
+loop adds a snapshot of its gauges to the heartbeat it sends the supervisor. The
+supervisor keeps the latest snapshot of every worker and renders them, per worker
+and summed, in the Prometheus text exposition format. No shared memory, no files,
+no extra dependency: the heartbeat pipe already connects every worker to the one
+process that can see them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+# Request duration buckets, in seconds (Prometheus' usual spread for web requests).
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SNAPSHOT_LIMIT = 3800  # bytes: a heartbeat line must stay below PIPE_BUF to be written whole
+
+
+class WorkerStats:
+    """Counters of one worker process. `observe` may be called from any worker thread.
+
+    With `statsd_host` ("host:port"), each request is also sent as statsd metrics under
+    gunicorn's names (gunicorn.requests, gunicorn.request.duration,
+    gunicorn.request.status.CODE), so existing dashboards keep working.
+    """
+
+    def __init__(self, statsd_host: str | None = None, statsd_prefix: str = "") -> None:
+        self._lock = threading.Lock()
+        self._statsd: tuple[socket.socket, tuple[str, int]] | None = None
+        if statsd_host:
+            host, _, port = statsd_host.rpartition(":")
+            address = (host.strip("[]") or "127.0.0.1", int(port or 8125))
+            family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+            udp = socket.socket(family, socket.SOCK_DGRAM)
+            udp.setblocking(False)
+            self._statsd = (udp, address)
+        prefix = statsd_prefix
+        if prefix and not prefix.endswith("."):
+            prefix += "."
+        self._prefix = prefix + "gunicorn."
+        self.requests: dict[str, int] = {}  # "METHOD STATUSCLASS" -> count
+        self.buckets = [0] * (len(BUCKETS) + 1)  # the last one is +Inf
+        self.duration_sum = 0.0
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    def observe(self, method: str, status: int, duration: float, sent: int, received: int) -> None:
+        key = f"{method} {status // 100}xx"
+        index = 0
+        for index, bound in enumerate(BUCKETS):  # noqa: B007 - index is the result
+            if duration <= bound:
+                break
+        else:
+            index = len(BUCKETS)
+        with self._lock:
+            self.requests[key] = self.requests.get(key, 0) + 1
+            self.buckets[index] += 1
+            self.duration_sum += duration
+            self.bytes_out += sent
+            self.bytes_in += received
+        if self._statsd is not None:
+            prefix = self._prefix
+            packet = (
+                f"{prefix}requests:1|c\n{prefix}request.duration:{duration * 1000:.3f}|ms\n"
+                f"{prefix}request.status.{status}:1|c"
+            ).encode()
+            udp, address = self._statsd
+            with contextlib.suppress(OSError):  # metrics must never fail a request
+                udp.sendto(packet, address)
+
+    def counters(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": dict(self.requests),
+                "buckets": list(self.buckets),
+                "duration_sum": self.duration_sum,
+                "bytes_in": self.bytes_in,
+                "bytes_out": self.bytes_out,
+            }
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _labels(**labels: object) -> str:
+    if not labels:
+        return ""
+    inner = ",".join(f'{name}="{_escape(str(value))}"' for name, value in labels.items())
+    return "{" + inner + "}"
+
+
+def render(workers: Iterable[Mapping[str, Any]], restarts: Mapping[str, int]) -> str:
+    """Prometheus text format for the latest snapshot of each worker, and their sums."""
+    snapshots = [w for w in workers if w]
+    lines: list[str] = []
+
+    def family(name: str, kind: str, helptext: str) -> None:
+        lines.append(f"# HELP {name} {helptext}")
+        lines.append(f"# TYPE {name} {kind}")
+
+    for scope, prefix in (("worker", "wsgiserve_worker_"), ("server", "wsgiserve_")):
+        per = scope == "worker"
+
+        def tag(snapshot: Mapping[str, Any], per: bool = per, **extra: object) -> str:
+            return _labels(**({"worker": snapshot["pid"]} if per else {}), **extra)
+
+        groups: list[list[Mapping[str, Any]]] = [[s] for s in snapshots] if per else [snapshots]
+        family(
+            f"{prefix}requests_total", "counter", "Requests finished, by method and status class."
+        )
+        for group in groups:
+            totals: dict[str, int] = {}
+            for snapshot in group:
+                for key, count in snapshot["metrics"]["requests"].items():
+                    totals[key] = totals.get(key, 0) + count
+            for key, count in sorted(totals.items()):
+                method, status = key.split(" ")
+                first = group[0] if group else {"pid": 0}
+                lines.append(
+                    f"{prefix}requests_total{tag(first, method=method, status=status)} {count}"
+                )
+        family(
+            f"{prefix}request_duration_seconds",
+            "histogram",
+            "Time from request head to response end.",
+        )
+        for group in groups:
+            if not group:
+                continue
+            buckets = [
+                sum(s["metrics"]["buckets"][i] for s in group) for i in range(len(BUCKETS) + 1)
+            ]
+            running = 0
+            for bound, count in zip([*map(str, BUCKETS), "+Inf"], buckets, strict=True):
+                running += count
+                lines.append(
+                    f"{prefix}request_duration_seconds_bucket{tag(group[0], le=bound)} {running}"
+                )
+            total = sum(s["metrics"]["duration_sum"] for s in group)
+            lines.append(f"{prefix}request_duration_seconds_sum{tag(group[0])} {total}")
+            lines.append(f"{prefix}request_duration_seconds_count{tag(group[0])} {running}")
+        for name, key, kind, helptext in (
+            ("received_bytes_total", "bytes_in", "counter", "Request body bytes received."),
+            ("sent_bytes_total", "bytes_out", "counter", "Response body bytes sent."),
+        ):
+            family(f"{prefix}{name}", kind, helptext)
+            for group in groups:
+                if group:
+                    value = sum(s["metrics"][key] for s in group)
+                    lines.append(f"{prefix}{name}{tag(group[0])} {value}")
+        for name, key, helptext in (
+            ("open_connections", "connections", "Open client connections."),
+            ("requests_in_flight", "in_flight", "Requests waiting for or running in a thread."),
+            ("requests_queued", "queued", "Requests waiting for a free thread."),
+            ("threads_busy", "busy", "Worker threads running a request."),
+            ("threads_idle", "idle", "Worker threads waiting for a request."),
+        ):
+            family(f"{prefix}{name}", "gauge", helptext)
+            for group in groups:
+                if group:
+                    lines.append(f"{prefix}{name}{tag(group[0])} {sum(s[key] for s in group)}")
+    family("wsgiserve_workers", "gauge", "Worker processes running.")
+    lines.append(f"wsgiserve_workers {len(snapshots)}")
+    family("wsgiserve_worker_restarts_total", "counter", "Workers replaced, by reason.")
+    for reason, count in sorted(restarts.items()):
+        lines.append(f"wsgiserve_worker_restarts_total{_labels(reason=reason)} {count}")
+    return "\n".join(lines) + "\n"
