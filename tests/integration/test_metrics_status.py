@@ -1,0 +1,147 @@
+"""Metrics, the live status view and statsd, across a multi-worker server."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from .support import ServerProcess, run_cli, start_server
+
+APP = "tests.integration.apps.plain_app:app"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def wait_for_beats(server: ServerProcess, url: str, predicate: object, timeout: float = 10) -> str:
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = httpx.get(url, timeout=5).text
+        if predicate(text):  # type: ignore[operator]
+            return text
+        time.sleep(0.2)
+    raise AssertionError(f"metrics never matched; last scrape:\n{text}\n{server.log.text}")
+
+
+def test_metrics_scrape_cleanly_per_worker_and_summed() -> None:
+    metrics_port = free_port()
+    server = start_server(APP, "-w", "2", "--metrics-bind", f"127.0.0.1:{metrics_port}")
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    try:
+        for _ in range(10):  # new connections, so both workers may take some
+            assert httpx.get(server.url + "/hello", timeout=5).status_code == 200
+        httpx.get(server.url + "/missing-page", timeout=5)
+
+        def settled(text: str) -> bool:
+            found = samples(text)
+            key = ("wsgiserve_requests_total", (("method", "GET"), ("status", "2xx")))
+            return found.get(key) == 10 and found.get(("wsgiserve_workers", ())) == 2
+
+        found = samples(wait_for_beats(server, url, settled))
+        assert found[("wsgiserve_request_duration_seconds_count", ())] == 11
+        per_worker = [
+            value for (name, labels), value in found.items()
+            if name == "wsgiserve_worker_requests_total" and ("status", "2xx") in labels
+        ]
+        assert sum(per_worker) == 10
+        assert found[("wsgiserve_threads_busy", ())] == 0
+        assert found[("wsgiserve_sent_bytes_total", ())] > 0
+    finally:
+        assert server.stop() == 0
+
+
+def test_worker_restarts_are_counted_by_reason() -> None:
+    metrics_port = free_port()
+    server = start_server(APP, "-w", "1", "--max-requests", "2",
+                          "--metrics-bind", f"127.0.0.1:{metrics_port}")
+    try:
+        for _ in range(6):
+            httpx.get(server.url + "/hello", timeout=5, headers={"Connection": "close"})
+        text = wait_for_beats(
+            server, f"http://127.0.0.1:{metrics_port}/metrics",
+            lambda t: 'wsgiserve_worker_restarts_total{reason="recycled"}' in t,
+        )
+        assert samples(text)[("wsgiserve_worker_restarts_total", (("reason", "recycled"),))] >= 1
+    finally:
+        assert server.stop() == 0
+
+
+def test_status_shows_workers_and_the_oldest_request_in_flight(tmp_path: Path) -> None:
+    pidfile = tmp_path / "server.pid"
+    server = start_server(APP, "-w", "2", "-p", str(pidfile))
+    slow = threading.Thread(
+        target=lambda: httpx.get(server.url + "/slow?s=4", timeout=10), daemon=True
+    )
+    try:
+        slow.start()
+        server.log.wait_for(re.compile("SLOW-REQUEST-STARTED"), timeout=10)
+        deadline = time.monotonic() + 10
+        status: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            result = run_cli("status", "-p", str(pidfile), "--json")
+            assert result.returncode == 0, result.stderr
+            status = json.loads(result.stdout)
+            workers = status["workers"]
+            assert isinstance(workers, list)
+            if any(worker.get("oldest") for worker in workers):
+                break
+            time.sleep(0.2)
+        assert status["pid"] == server.pid
+        workers = status["workers"]
+        assert isinstance(workers, list)
+        assert len(workers) == 2
+        oldest = [entry for worker in workers for entry in worker["oldest"]]
+        (age, method, path, request_id) = oldest[0]
+        assert (method, path) == ("GET", "/slow")
+        assert age > 0
+        assert request_id
+        text = run_cli("status", "-p", str(pidfile))
+        assert text.returncode == 0
+        assert "GET /slow" in text.stdout
+        assert "oldest requests in flight" in text.stdout
+    finally:
+        slow.join(10)
+        assert server.stop() == 0
+
+
+def test_status_of_a_server_that_is_not_running_is_a_clear_error(tmp_path: Path) -> None:
+    result = run_cli("status", "-p", str(tmp_path / "nothing.pid"))
+    assert result.returncode == 1
+    assert "cannot reach" in result.stderr
+
+
+def test_statsd_receives_gunicorns_metric_names() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(10)
+        port = receiver.getsockname()[1]
+        server = start_server(APP, "--statsd-host", f"127.0.0.1:{port}",
+                              "--statsd-prefix", "shop")
+        try:
+            httpx.get(server.url + "/hello", timeout=5)
+            packet = receiver.recv(65536).decode()
+        finally:
+            assert server.stop() == 0
+    lines = packet.splitlines()
+    assert "shop.gunicorn.requests:1|c" in lines
+    assert "shop.gunicorn.request.status.200:1|c" in lines
+    assert any(line.startswith("shop.gunicorn.request.duration:") for line in lines)
