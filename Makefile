@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed-test
 RUNSTAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install run test lint bench-quick clean
+.PHONY: help install run test test-tools lint bench-quick clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help:
 	@echo "make run          serve the demo app on http://127.0.0.1:8000"
@@ -36,7 +37,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+# nginx and systemd-socket-activate (tests/integration/test_nginx.py, test_systemd.py)
+# come from Debian's packages; installed on first use, like wrk.
+test-tools:
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends nginx; }
+	@command -v systemd-socket-activate >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends systemd; }
+
+test: lint test-tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # wrk comes from Debian's packages; installed on first use.

@@ -18,6 +18,7 @@ class Listener:
 
     sock: socket.socket
     url: str  # "http://127.0.0.1:8000", "http://[::1]:8000" or "unix:/run/app.sock"
+    owned: bool = True  # we created it (a unix socket file we may remove); not inherited
 
     @property
     def port(self) -> int | None:
@@ -69,7 +70,7 @@ def open_listener(
         except OSError as error:
             raise StartupError(f"bind {spec}: {error.strerror or error}") from None
         sock.setblocking(False)
-        return Listener(sock, _url(sock, scheme))
+        return Listener(sock, _url(sock, scheme), owned=False)
     return _tcp(kind, int(where), backlog, spec, scheme, reuse_port)
 
 
@@ -140,7 +141,13 @@ def close_listener(listener: Listener, unlink: bool = True) -> None:
     """Close the socket and (if `unlink`) remove a unix socket file we created."""
     address = listener.sock.getsockname() if listener.sock.fileno() >= 0 else None
     listener.sock.close()
-    if unlink and listener.url.startswith("unix:") and isinstance(address, str) and address:
+    if (
+        unlink
+        and listener.owned  # a socket systemd or a parent passed us is theirs to remove
+        and listener.url.startswith("unix:")
+        and isinstance(address, str)
+        and address
+    ):
         with contextlib.suppress(OSError):
             os.unlink(address)
 
@@ -163,5 +170,5 @@ def systemd_listeners(scheme: str = "http") -> list[Listener]:
     for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + int(count)):
         sock = socket.socket(fileno=fd)
         sock.setblocking(False)
-        listeners.append(Listener(sock, _url(sock, scheme)))
+        listeners.append(Listener(sock, _url(sock, scheme), owned=False))
     return listeners
