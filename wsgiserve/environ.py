@@ -7,6 +7,9 @@ the request (method, target, headers).
 
 from __future__ import annotations
 
+import itertools
+import os
+import secrets
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -159,3 +162,25 @@ def request_environ(
         # RFC 9112 §3.2.2: with an absolute-form target the target's authority wins.
         environ["HTTP_HOST"] = authority
     return environ
+
+
+class _RequestIds:
+    """Ids unique across the workers of a server: a random prefix per process, then a count."""
+
+    def __init__(self) -> None:
+        self.renew()
+        os.register_at_fork(after_in_child=self.renew)  # a worker must not reuse our prefix
+
+    def renew(self) -> None:
+        self.prefix = secrets.token_hex(6) + "-"
+        self.counter = itertools.count(1)
+
+
+_ids = _RequestIds()
+
+
+def request_id(sent: str | None) -> str:
+    """The client's X-Request-ID when it is sane, else a new id."""
+    if sent and len(sent) <= 200 and sent.isprintable():
+        return sent
+    return _ids.prefix + format(next(_ids.counter), "x")

@@ -11,18 +11,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
-import itertools
 import logging
-import os
 import re
-import secrets
 from typing import TYPE_CHECKING, Any
 
 import httptools
 
 from . import validate
 from .body import EMPTY_BODY, RequestBody
-from .environ import connection_environ, request_environ
+from .environ import connection_environ, request_environ, request_id
 from .errors import (
     BadRequest,
     BodyFramingError,
@@ -64,35 +61,6 @@ class Phase(enum.Enum):
 PAUSED_BODY = 1  # the current request's body buffer is full
 PAUSED_PIPELINE = 2  # parsed requests are waiting behind the one in the app
 PAUSED_POOL = 4  # every thread is busy and the pool's queue is full
-
-
-class _RequestIds:
-    """Ids unique across the workers of a server: a random prefix per process, then a count."""
-
-    def __init__(self) -> None:
-        self.renew()
-        os.register_at_fork(after_in_child=self.renew)  # a worker must not reuse our prefix
-
-    def renew(self) -> None:
-        self.prefix = secrets.token_hex(6) + "-"
-        self.counter = itertools.count(1)
-
-
-_ids = _RequestIds()
-
-
-def _request_id(sent: str | None) -> str:
-    """The client's X-Request-ID when it is sane, else a new id."""
-    if sent and len(sent) <= 200 and sent.isprintable():
-        return sent
-    return _ids.prefix + format(next(_ids.counter), "x")
-
-
-def _foreign_protocol(method: bytes, url: bytes, chunk: bytes) -> bool:
-    """llhttp also parses RTSP/1.0 and ICE/1.0 request lines and httptools reports only the
-    version number: look for the line itself (RFC 9112 §2.3: the protocol name is HTTP)."""
-    line = method + b" " + url + b" "
-    return line + b"RTSP/" in chunk or line + b"ICE/" in chunk
 
 
 class _ParserStop(Exception):
@@ -273,7 +241,9 @@ class HttpProtocol(asyncio.Protocol):
             raise _ParserStop
         chunk = self._carry + self._chunk if self._carry else self._chunk
         self._carry = b""
-        if (b"RTSP/" in chunk or b" ICE/" in chunk) and _foreign_protocol(method, self._url, chunk):
+        if (b"RTSP/" in chunk or b" ICE/" in chunk) and validate.foreign_protocol(
+            method, self._url, chunk
+        ):
             self._error = BadRequest("not an HTTP request line")
             raise _ParserStop
         try:
@@ -283,7 +253,7 @@ class HttpProtocol(asyncio.Protocol):
             )
             validate.check_request(environ, version)
             apply_proxy_headers(environ, self._peer_trusted, self.server.proxies)
-            environ["wsgiserve.request_id"] = _request_id(environ.get("HTTP_X_REQUEST_ID"))
+            environ["wsgiserve.request_id"] = request_id(environ.get("HTTP_X_REQUEST_ID"))
         except HTTPError as error:
             self._error = error
             raise _ParserStop from None

@@ -69,3 +69,10 @@ def keep_alive_requested(environ: Environ, version: str) -> bool:
     if "close" in tokens:
         return False
     return version == "1.1" or "keep-alive" in tokens
+
+
+def foreign_protocol(method: bytes, url: bytes, chunk: bytes) -> bool:
+    """llhttp also parses RTSP/1.0 and ICE/1.0 request lines and httptools reports only the
+    version number: look for the line itself (RFC 9112 §2.3: the protocol name is HTTP)."""
+    line = method + b" " + url + b" "
+    return line + b"RTSP/" in chunk or line + b"ICE/" in chunk
