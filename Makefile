@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-test
 RUNSTAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install run test test-tools lint bench-quick clean
+.PHONY: help install run test test-tools lint bench-quick bench fuzz clean
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help:
@@ -14,6 +14,7 @@ help:
 	@echo "make test         lint (ruff, mypy) and run the whole test suite"
 	@echo "make lint         ruff and mypy only"
 	@echo "make bench-quick  wsgiserve vs a do-nothing uvloop+httptools responder (needs 2 cores)"
+	@echo "make bench        wsgiserve vs gunicorn, waitress, granian and others (~15 min)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,3 +56,16 @@ bench-quick: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache
+
+# wsgiserve vs. other WSGI servers (wrk, peers in benchmarks/.venv-bench; ~15 min, needs 2 cores).
+# Narrow it: make bench SCENARIOS=hello,big SERVERS=wsgiserve,granian BENCH_ARGS="--rounds 2"
+BENCH_PY := benchmarks/.venv-bench/bin/python
+SCENARIOS ?=
+SERVERS ?=
+BENCH_ARGS ?=
+
+bench:
+	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
+	$(PYTHON) benchmarks/setup_env.py
+	$(BENCH_PY) -m benchmarks.bench $(if $(SCENARIOS),--scenarios $(SCENARIOS)) $(if $(SERVERS),--servers $(SERVERS)) $(BENCH_ARGS)
+

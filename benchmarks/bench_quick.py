@@ -14,287 +14,55 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import http.client
 import io
 import json
 import os
 import platform
-import re
-import resource
 import shlex
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import FrameType
-from typing import IO, Any
+from typing import Any
+
+from benchmarks.common import (
+    HOST,
+    REPO_ROOT,
+    BenchError,
+    Pinning,
+    Server,
+    WrkResult,
+    fmt_ms,
+    fmt_pct,
+    free_port,
+    git_rev,
+    median_opt,
+    on_sigterm,
+    pkg_version,
+    plan_pinning,
+    run_wrk_argv,
+    spread,
+    wrk_version,
+)
 
 TARGET_RATIO = 0.35
-HOST = "127.0.0.1"
 EXPECTED_BODY = b"Hello, World!"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = REPO_ROOT / "benchmarks" / "results" / "quick.json"
 DEFAULT_APP = "benchmarks.apps:hello"
 DEFAULT_WSGISERVE_CMD = (
     "{python} -m wsgiserve {app} -b {host}:{port} --threads {threads} --log-level warning"
 )
 NOOP_CMD = "{python} -m benchmarks.noop_responder --host {host} --port {port}"
-READY_TIMEOUT = 20.0
-STOP_TIMEOUT = 5.0
-PR_SET_PDEATHSIG = 1
 NOISY_SPREAD = 0.20
 # A saturated server pinned to its own CPU should get nearly all of it; less means
 # something else ran there (another benchmark, a test suite...) during the run.
 STARVED_CPU_SHARE = 0.85
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 CLIENT_BOUND_SHARE = 0.95
-
-
-class BenchError(Exception):
-    """A setup or run failure that aborts the benchmark with a clear message."""
-
-
-# --------------------------------------------------------------------------- wrk output
-
-
-@dataclass
-class WrkResult:
-    rps: float
-    requests: int
-    seconds: float
-    latency_avg_ms: float | None
-    latency_ms: dict[str, float]  # percentile ("50", "99", ...) -> milliseconds
-    socket_errors: dict[str, int]  # connect/read/write/timeout
-    non_2xx_3xx: int
-
-    @property
-    def errors(self) -> int:
-        return sum(self.socket_errors.values()) + self.non_2xx_3xx
-
-
-_TIME_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
-_TIME = r"([\d.]+)(us|ms|s|m|h)"
-_RE_RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
-_RE_TOTAL = re.compile(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h)", re.MULTILINE)
-_RE_LAT_AVG = re.compile(rf"^\s*Latency\s+{_TIME}", re.MULTILINE)
-_RE_PCT = re.compile(rf"^\s*(\d+(?:\.\d+)?)%\s+{_TIME}\s*$", re.MULTILINE)
-_RE_SOCK = re.compile(
-    r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", re.MULTILINE
-)
-_RE_NON2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
-
-
-def _to_ms(value: str, unit: str) -> float:
-    return float(value) * _TIME_UNITS_MS[unit]
-
-
-def parse_wrk(output: str) -> WrkResult:
-    """Parse the text wrk 4.x prints (with ``--latency``)."""
-    rps_m = _RE_RPS.search(output)
-    if rps_m is None:
-        raise BenchError(f"could not find Requests/sec in wrk output:\n{output}")
-    total_m = _RE_TOTAL.search(output)
-    requests = int(total_m.group(1)) if total_m else 0
-    seconds = _to_ms(total_m.group(2), total_m.group(3)) / 1000.0 if total_m else 0.0
-    avg_m = _RE_LAT_AVG.search(output)
-    pcts = {
-        m.group(1).removesuffix(".0"): _to_ms(m.group(2), m.group(3))
-        for m in _RE_PCT.finditer(output)
-    }
-    sock_m = _RE_SOCK.search(output)
-    sock = (
-        dict(zip(("connect", "read", "write", "timeout"), map(int, sock_m.groups()), strict=True))
-        if sock_m
-        else {}
-    )
-    non2xx_m = _RE_NON2XX.search(output)
-    return WrkResult(
-        rps=float(rps_m.group(1)),
-        requests=requests,
-        seconds=seconds,
-        latency_avg_ms=_to_ms(avg_m.group(1), avg_m.group(2)) if avg_m else None,
-        latency_ms=pcts,
-        socket_errors=sock,
-        non_2xx_3xx=int(non2xx_m.group(1)) if non2xx_m else 0,
-    )
-
-
-# --------------------------------------------------------------------------- CPU pinning
-
-
-@dataclass(frozen=True)
-class Pinning:
-    server_cpu: int | None
-    wrk_cpu: int | None
-    use_taskset: bool
-
-    def wrap(self, argv: list[str], cpu: int | None) -> list[str]:
-        """Prefix ``taskset -c CPU`` when pinning via taskset."""
-        if cpu is None or not self.use_taskset:
-            return argv
-        return ["taskset", "-c", str(cpu), *argv]
-
-    def preexec(self, cpu: int | None, *, die_with_parent: bool) -> Callable[[], None] | None:
-        """Child-side setup: affinity (if no taskset) and parent-death signal."""
-        set_cpu = cpu if (cpu is not None and not self.use_taskset) else None
-        if set_cpu is None and not die_with_parent:
-            return None
-
-        def _setup() -> None:
-            if set_cpu is not None:
-                os.sched_setaffinity(0, {set_cpu})
-            if die_with_parent:
-                _set_parent_death_signal()
-
-        return _setup
-
-
-def _set_parent_death_signal() -> None:
-    """Ask Linux to SIGTERM this (child) process if the benchmark dies abruptly."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-
-
-def plan_pinning(server_cpu: int | None, wrk_cpu: int | None, *, no_pin: bool) -> Pinning:
-    use_taskset = shutil.which("taskset") is not None
-    if no_pin:
-        print("note: --no-pin given; server and wrk run unpinned")
-        return Pinning(None, None, use_taskset)
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        print(
-            f"note: only {len(cpus)} usable CPU(s) {cpus}; need 2 to pin server and wrk "
-            "apart. Running UNPINNED: server and wrk share the CPU, numbers are not "
-            "comparable with pinned runs."
-        )
-        return Pinning(None, None, use_taskset)
-    s_cpu = cpus[0] if server_cpu is None else server_cpu
-    w_cpu = next(c for c in cpus if c != s_cpu) if wrk_cpu is None else wrk_cpu
-    if s_cpu == w_cpu or s_cpu not in cpus or w_cpu not in cpus:
-        raise BenchError(f"bad CPU choice server={s_cpu} wrk={w_cpu}; usable CPUs: {cpus}")
-    return Pinning(s_cpu, w_cpu, use_taskset)
-
-
-# --------------------------------------------------------------------------- servers
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class Server:
-    name: str
-    argv: list[str]  # full command line, including any taskset prefix
-    port: int
-    preexec: Callable[[], None] | None = None
-    proc: subprocess.Popen[bytes] | None = None
-    log: IO[bytes] | None = None
-    startup_s: float = 0.0
-
-    @property
-    def cmdline(self) -> str:
-        return shlex.join(self.argv)
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}/"
-
-    def start(self) -> None:
-        # Closed in stop(); a file (not a pipe) so a chatty server can never block on output.
-        self.log = tempfile.TemporaryFile(prefix=f"bench-{self.name}-")  # noqa: SIM115
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        t0 = time.monotonic()
-        try:
-            self.proc = subprocess.Popen(
-                self.argv,
-                cwd=REPO_ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=self.log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # own process group: we stop the whole group by id
-                preexec_fn=self.preexec,  # harness is single-threaded
-            )
-        except OSError as exc:
-            raise BenchError(f"{self.name}: cannot start {self.cmdline}: {exc}") from exc
-        self._wait_ready(t0)
-        self.startup_s = time.monotonic() - t0
-
-    def _wait_ready(self, t0: float) -> None:
-        """Poll-connect until the port accepts, the process dies, or time runs out."""
-        deadline = t0 + READY_TIMEOUT
-        while True:
-            self.check_alive()
-            try:
-                with socket.create_connection((HOST, self.port), timeout=0.5):
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise BenchError(
-                    f"{self.name}: not accepting on {HOST}:{self.port} after "
-                    f"{READY_TIMEOUT:.0f}s\n{self.log_tail()}"
-                )
-            time.sleep(0.05)
-
-    def cpu_seconds(self) -> float | None:
-        """User+system CPU time of the server process (all threads), from /proc."""
-        if self.proc is None:
-            return None
-        try:
-            with open(f"/proc/{self.proc.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            return None
-        # After "pid (comm)": field 3 is state, so utime/stime (fields 14/15) are at 11/12.
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-    def check_alive(self) -> None:
-        if self.proc is None:
-            raise BenchError(f"{self.name}: not started")
-        rc = self.proc.poll()
-        if rc is not None:
-            raise BenchError(f"{self.name}: exited with code {rc}\n{self.log_tail()}")
-
-    def log_tail(self, limit: int = 4000) -> str:
-        if self.log is None:
-            return ""
-        self.log.flush()
-        self.log.seek(0, os.SEEK_END)
-        size = self.log.tell()
-        self.log.seek(max(0, size - limit))
-        text = self.log.read().decode("utf-8", "replace").rstrip()
-        return f"--- {self.name} output (tail) ---\n{text}\n---" if text else "(no output)"
-
-    def stop(self) -> None:
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            # start_new_session=True made proc.pid the id of its own process group.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                print(f"warning: {self.name} (pid {proc.pid}) ignored SIGTERM; sending SIGKILL")
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=STOP_TIMEOUT)
-        if self.log is not None:
-            self.log.close()
-            self.log = None
 
 
 def sanity_check(server: Server) -> None:
@@ -356,11 +124,6 @@ class Config:
     wrk_timeout: str
 
 
-def _children_cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
 def run_wrk(
     cfg: Config, url: str, duration: int, pinning: Pinning
 ) -> tuple[list[str], WrkResult, float]:
@@ -377,36 +140,10 @@ def run_wrk(
         ],
         pinning.wrk_cpu,
     )
-    cpu0, t0 = _children_cpu(), time.monotonic()
-    try:
-        proc = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=duration + 60,
-            check=False,
-            preexec_fn=pinning.preexec(pinning.wrk_cpu, die_with_parent=True),
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"wrk did not finish: {shlex.join(argv)}") from exc
-    if proc.returncode != 0:
-        raise BenchError(
-            f"wrk failed (rc={proc.returncode}): {shlex.join(argv)}\n{proc.stdout}{proc.stderr}"
-        )
-    # Servers are reaped only at the end, so the children delta here is wrk alone.
-    share = (_children_cpu() - cpu0) / (time.monotonic() - t0)
-    return argv, parse_wrk(proc.stdout), share
-
-
-def _fmt_ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value * 1000:.0f}us" if value < 1 else f"{value:.2f}ms"
-
-
-def _median_opt(values: Sequence[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None
+    result, share = run_wrk_argv(
+        argv, duration, pinning.preexec(pinning.wrk_cpu, die_with_parent=True)
+    )
+    return argv, result, share
 
 
 def progress_line(run: Run, rounds: int) -> str:
@@ -414,17 +151,13 @@ def progress_line(run: Run, rounds: int) -> str:
     err = f"errors {r.errors}"
     if r.errors:
         err += f" ({r.socket_errors}, non-2xx/3xx {r.non_2xx_3xx})"
-    cpu = f"server cpu {_pct(run.server_cpu_share):>4} wrk cpu {_pct(run.wrk_cpu_share):>4}"
+    cpu = f"server cpu {fmt_pct(run.server_cpu_share):>4} wrk cpu {fmt_pct(run.wrk_cpu_share):>4}"
     flag = " STARVED" if is_starved(run) else " CLIENT-BOUND" if is_client_bound(run) else ""
     return (
         f"[round {run.round}/{rounds}] {run.server:<10} {r.rps:>11,.0f} req/s  "
-        f"p50 {_fmt_ms(r.latency_ms.get('50')):>8}  p99 {_fmt_ms(r.latency_ms.get('99')):>8}  "
+        f"p50 {fmt_ms(r.latency_ms.get('50')):>8}  p99 {fmt_ms(r.latency_ms.get('99')):>8}  "
         f"{cpu}  {err}{flag}"
     )
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0%}"
 
 
 def is_client_bound(run: Run) -> bool:
@@ -451,12 +184,6 @@ class Summary:
     median_rps_per_cpu: float | None
 
 
-def spread(values: Sequence[float]) -> float:
-    """(max - min) / median: a crude run-to-run noise indicator."""
-    med = statistics.median(values)
-    return (max(values) - min(values)) / med if med else 0.0
-
-
 def summarize(runs: Sequence[Run], name: str) -> Summary:
     mine_runs = [r for r in runs if r.server == name]
     mine = [r.result for r in mine_runs]
@@ -468,8 +195,8 @@ def summarize(runs: Sequence[Run], name: str) -> Summary:
     return Summary(
         server=name,
         median_rps=statistics.median(r.rps for r in mine),
-        p50_ms=_median_opt([r.latency_ms.get("50") for r in mine]),
-        p99_ms=_median_opt([r.latency_ms.get("99") for r in mine]),
+        p50_ms=median_opt([r.latency_ms.get("50") for r in mine]),
+        p99_ms=median_opt([r.latency_ms.get("99") for r in mine]),
         errors=sum(r.errors for r in mine),
         rps=[r.rps for r in mine],
         median_rps_per_cpu=statistics.median(per_cpu) if per_cpu else None,
@@ -477,38 +204,6 @@ def summarize(runs: Sequence[Run], name: str) -> Summary:
 
 
 # --------------------------------------------------------------------------- main
-
-
-def _wrk_version() -> str:
-    try:
-        out = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
-    except OSError:
-        return "?"
-    first = (out.stdout or out.stderr).splitlines()
-    return first[0].strip() if first else "?"
-
-
-def _git_rev() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except OSError:
-        return None
-    return out.stdout.strip() or None
-
-
-def _pkg_version(name: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -553,10 +248,6 @@ def _validate(args: argparse.Namespace) -> None:
         raise BenchError("--warmup must be >= 0")
     if args.connections < args.wrk_threads:
         raise BenchError("--connections must be >= --wrk-threads")
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwinds through the finally blocks that stop the servers
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -647,8 +338,8 @@ def bench(args: argparse.Namespace) -> int:
     for s in (noop, wsgi):
         per_cpu = "-" if s.median_rps_per_cpu is None else f"{s.median_rps_per_cpu:,.0f}"
         print(
-            f"{s.server:<10} {s.median_rps:>13,.0f} {per_cpu:>10} {_fmt_ms(s.p50_ms):>9} "
-            f"{_fmt_ms(s.p99_ms):>9} {s.errors:>7}  " + " ".join(f"{v:,.0f}" for v in s.rps)
+            f"{s.server:<10} {s.median_rps:>13,.0f} {per_cpu:>10} {fmt_ms(s.p50_ms):>9} "
+            f"{fmt_ms(s.p99_ms):>9} {s.errors:>7}  " + " ".join(f"{v:,.0f}" for v in s.rps)
         )
     print()
     print(f"ratio wsgiserve/noop: {ratio:.3f}   (target >= {args.target:.2f})   {verdict}")
@@ -701,7 +392,7 @@ def bench(args: argparse.Namespace) -> int:
     if not args.no_json:
         payload: dict[str, Any] = {
             "timestamp": t_start,
-            "git_rev": _git_rev(),
+            "git_rev": git_rev(),
             "target": args.target,
             "ratio": ratio,
             "verdict": verdict,
@@ -731,9 +422,9 @@ def bench(args: argparse.Namespace) -> int:
                 "wrk_cpu": pinning.wrk_cpu,
                 "load_before": load_before,
                 "load_after": load_after,
-                "wrk": _wrk_version(),
-                "uvloop": _pkg_version("uvloop"),
-                "httptools": _pkg_version("httptools"),
+                "wrk": wrk_version(),
+                "uvloop": pkg_version("uvloop"),
+                "httptools": pkg_version("httptools"),
             },
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -747,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)  # progress lines show up under make/tee
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         return bench(args)
     except BenchError as exc:
