@@ -18,6 +18,22 @@ from .flow import WriteGate
 log = logging.getLogger("wsgiserve.error")
 
 DRAIN_LIMIT = 64 * 1024  # unread request-body bytes we read and drop to keep a connection
+COPY_LIMIT = 32 * 1024  # bigger pieces cross as a tuple and leave with writev, never copied
+
+# What crosses to the loop: bytes, or a tuple of pieces for `transport.writelines`.
+Wire = bytes | tuple[bytes, ...]
+
+
+def wire_size(data: Wire) -> int:
+    return len(data) if isinstance(data, bytes) else sum(map(len, data))
+
+
+def pieces(*parts: bytes) -> Wire:
+    """`parts` joined, unless one is big enough that copying it costs more than a writev."""
+    for part in parts:
+        if len(part) > COPY_LIMIT:
+            return tuple(part for part in parts if part)
+    return b"".join(parts)
 
 
 class ServerClock:
@@ -51,8 +67,8 @@ class ServerClock:
 class Connection(Protocol):
     """What an exchange needs from its connection; every method runs on the loop thread."""
 
-    def on_send(self, data: bytes) -> None: ...
-    def on_end(self, ending: tuple[bytes, bool]) -> None: ...
+    def on_send(self, data: Wire) -> None: ...
+    def on_end(self, ending: tuple[Wire, bool]) -> None: ...
     def on_abort(self, exchange: Exchange) -> None: ...
 
 
@@ -125,13 +141,13 @@ class Exchange:
         remaining = body.remaining()
         return remaining is not None and remaining <= DRAIN_LIMIT
 
-    def send(self, data: bytes) -> None:
-        self.gate.reserve(len(data))
+    def send(self, data: Wire) -> None:
+        self.gate.reserve(wire_size(data))
         self.post(self.connection.on_send, data)
 
-    def end(self, data: bytes, keep_alive: bool) -> None:
+    def end(self, data: Wire, keep_alive: bool) -> None:
         if data:
-            self.gate.reserve(len(data))
+            self.gate.reserve(wire_size(data))
         self.post(self.connection.on_end, (data, keep_alive))
 
     def abort(self) -> None:

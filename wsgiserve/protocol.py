@@ -34,7 +34,7 @@ from .errors import (
     ServiceUnavailable,
     URITooLong,
 )
-from .exchange import Exchange
+from .exchange import Exchange, Wire, wire_size
 from .flow import WriteGate
 from .proxy import apply_proxy_headers
 
@@ -434,14 +434,19 @@ class HttpProtocol(asyncio.Protocol):
             body.paused_reading = False
             self._resume(PAUSED_BODY)
 
-    def on_send(self, data: bytes) -> None:
+    def on_send(self, data: Wire) -> None:
         self._responded = True
         transport = self.transport
-        if transport is not None:
-            transport.write(data)
-        self.gate.written(len(data))
+        if isinstance(data, bytes):
+            if transport is not None:
+                transport.write(data)
+            self.gate.written(len(data))
+        else:
+            if transport is not None:
+                transport.writelines(data)
+            self.gate.written(wire_size(data))
 
-    def on_end(self, ending: tuple[bytes, bool]) -> None:
+    def on_end(self, ending: tuple[Wire, bool]) -> None:
         data, keep_alive = ending
         self.server.pool.finished()
         self._served += 1
@@ -451,8 +456,12 @@ class HttpProtocol(asyncio.Protocol):
         if transport is None:
             return
         if data:
-            transport.write(data)
-            self.gate.written(len(data))
+            if isinstance(data, bytes):
+                transport.write(data)
+                self.gate.written(len(data))
+            else:
+                transport.writelines(data)
+                self.gate.written(wire_size(data))
         if not keep_alive or exchange is None or not exchange.keep_alive:
             self._close()
             return

@@ -13,7 +13,7 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import IO, Any
 
-from .exchange import Exchange
+from .exchange import Exchange, Wire, pieces
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 WriteCallable = Callable[[bytes], None]
@@ -114,7 +114,7 @@ class Response:
         self.chunked = False
         self.close_after = False
         self.sent = 0  # body bytes sent
-        self._ending: bytes | None = None
+        self._ending: Wire | None = None
         self.app_headers: list[tuple[str, str]] = []  # as given, for the access log
 
     @property
@@ -168,8 +168,9 @@ class Response:
         self.sent += len(data)
         head = b"" if self.head_sent else self._head(None)  # decides `chunked`
         if self.chunked:
-            data = b"%x\r\n%b\r\n" % (len(data), data)
-        self._send(head + data if head else data)
+            self._send(pieces(head, b"%x\r\n" % len(data), data, b"\r\n"))
+        else:
+            self._send(pieces(head, data) if head else data)
 
     # -- endings -------------------------------------------------------------------------
 
@@ -210,15 +211,15 @@ class Response:
         if length is not None and len(body) != length:
             if len(body) < length:
                 self.sent = len(body)
-                self._send(head + body)
+                self._send(pieces(head, body))
                 raise _Truncated
             body = body[:length]
             self.close_after = True
             self._exchange.log_error("the app sent more than its Content-Length; extra dropped")
         self.sent = len(body)
-        self._ending = head + body
+        self._ending = pieces(head, body)
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: Wire) -> None:
         self.head_sent = True
         if data:
             self._exchange.send(data)
