@@ -15,6 +15,7 @@ help:
 	@echo "make lint         ruff and mypy only"
 	@echo "make bench-quick  wsgiserve vs a do-nothing uvloop+httptools responder (needs 2 cores)"
 	@echo "make bench        wsgiserve vs gunicorn, waitress, granian and others (~15 min)"
+	@echo "make fuzz         fuzz the request parser against h11 for FUZZ_SECONDS (default 60)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,3 +70,6 @@ bench:
 	$(PYTHON) benchmarks/setup_env.py
 	$(BENCH_PY) -m benchmarks.bench $(if $(SCENARIOS),--scenarios $(SCENARIOS)) $(if $(SERVERS),--servers $(SERVERS)) $(BENCH_ARGS)
 
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz.run --seconds $(FUZZ_SECONDS)

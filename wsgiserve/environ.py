@@ -159,6 +159,8 @@ def request_environ(
         else:
             environ[key] = text
     if authority is not None:
+        if "HTTP_HOST" not in environ and version == "1.1":
+            raise BadRequest("missing Host field")  # RFC 9112 §3.2, whatever the target
         # RFC 9112 §3.2.2: with an absolute-form target the target's authority wins.
         environ["HTTP_HOST"] = authority
     return environ

@@ -172,3 +172,4 @@ class WorkerPool(Generic[Job]):
                 handler(job)
             except BaseException:  # the handler catches app errors; this is a last resort
                 log.exception("unexpected error in a worker thread")
+            job = None  # an idle thread must not keep its last request (and body) alive
