@@ -10,6 +10,7 @@ process that can see them all.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import socket
 import threading
@@ -43,20 +44,15 @@ class WorkerStats:
         if prefix and not prefix.endswith("."):
             prefix += "."
         self._prefix = prefix + "gunicorn."
-        self.requests: dict[str, int] = {}  # "METHOD STATUSCLASS" -> count
+        self.requests: dict[tuple[str, int], int] = {}  # (method, status // 100) -> count
         self.buckets = [0] * (len(BUCKETS) + 1)  # the last one is +Inf
         self.duration_sum = 0.0
         self.bytes_in = 0
         self.bytes_out = 0
 
     def observe(self, method: str, status: int, duration: float, sent: int, received: int) -> None:
-        key = f"{method} {status // 100}xx"
-        index = 0
-        for index, bound in enumerate(BUCKETS):  # noqa: B007 - index is the result
-            if duration <= bound:
-                break
-        else:
-            index = len(BUCKETS)
+        key = (method, status // 100)  # made into text once a second, not per request
+        index = bisect.bisect_left(BUCKETS, duration)  # "le" buckets: duration <= bound
         with self._lock:
             self.requests[key] = self.requests.get(key, 0) + 1
             self.buckets[index] += 1
@@ -76,7 +72,7 @@ class WorkerStats:
     def counters(self) -> dict[str, Any]:
         with self._lock:
             return {
-                "requests": dict(self.requests),
+                "requests": {f"{m} {s}xx": n for (m, s), n in self.requests.items()},
                 "buckets": list(self.buckets),
                 "duration_sum": self.duration_sum,
                 "bytes_in": self.bytes_in,
