@@ -401,5 +401,5 @@ class AccessLog:
         }
         if environ.get("wsgiserve.request_id") is not None:
             record["request_id"] = str(environ["wsgiserve.request_id"])
-        # ensure_ascii writes every control character and non-ASCII code point as \uXXXX.
+        # ensure_ascii escapes every control character and non-ASCII code point as \u and hex.
         return json.dumps(record, ensure_ascii=True, default=str)
