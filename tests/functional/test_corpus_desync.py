@@ -19,7 +19,6 @@ One server for the module, one echo app recording every call (README §1).
 from __future__ import annotations
 
 import enum
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -33,8 +32,11 @@ from tests.functional.corpus_desync import (
     expected_environ,
     load_cases,
 )
-from tests.support.echo_app import Call, EchoApp, decode_echo
-from tests.support.rawhttp import RawResult, ResponseList, exchange, parse_responses, splits
+from tests.support import corpus_run
+from tests.support.corpus_run import Address, case_seed, is_field, is_padded, split_values
+from tests.support.corpus_run import Outcome as Exchange
+from tests.support.echo_app import EchoApp, decode_echo
+from tests.support.rawhttp import splits
 
 if not CORPUS.is_dir():
     pytest.skip(
@@ -43,11 +45,8 @@ if not CORPUS.is_dir():
         allow_module_level=True,
     )
 
-Address = tuple[str, int]
-
 IDLE_TIMEOUT = 1.0  # seconds of silence that end a read (the server keeps alive 5 s)
 SETTLE = 0.1  # seconds to keep reading once the expected responses are in
-APP_IDLE_TIMEOUT = 5.0  # seconds for every app call to finish once the connection is done
 SPLIT_MAX = 4096  # cases up to this size are also sent in random pieces
 
 
@@ -186,78 +185,24 @@ def address(app: EchoApp) -> Iterator[Address]:
 # -- One exchange ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Exchange:
-    """An exchange as the client saw it, plus the app calls it caused."""
-
-    label: str
-    sent: bytes
-    raw: RawResult
-    responses: ResponseList
-    started: int
-    calls: list[Call]
-
-    def __str__(self) -> str:
-        return (
-            f"[{self.label}] sent {_clip(self.sent)}; got {_clip(self.raw.data)} "
-            f"(closed={self.raw.closed}, reset={self.raw.reset}, "
-            f"send_error={self.raw.send_error}); statuses={self.responses.statuses()} "
-            f"truncated={self.responses.truncated} parse_error={self.responses.error}; "
-            f"app calls started={self.started}, input errors="
-            f"{[call.input_error for call in self.calls]}"
-        )
-
-
-def _clip(data: bytes, limit: int = 600) -> str:
-    text = repr(data[:limit])
-    return text + (f"... ({len(data)} bytes)" if len(data) > limit else "")
-
-
 def run(app: EchoApp, address: Address, label: str, pieces: list[bytes], method: str) -> Exchange:
     """Send `pieces`; read until EOF, the idle timeout, or shortly after two responses (the
     request's and the canary's) arrived."""
-    assert app.wait_idle(APP_IDLE_TIMEOUT), "an app call from an earlier case is still running"
-    started, finished = app.started, len(app.calls)
     methods = ["HEAD" if method == "HEAD" else "GET", "GET"]  # h11 needs a valid token
-    raw = exchange(
+    return corpus_run.run(
+        app,
         address,
-        pieces,
-        idle_timeout=IDLE_TIMEOUT,
-        until=lambda data: len(parse_responses(data, methods, eof=False)) >= 2,
-        settle=SETTLE,
-    )
-    idle = app.wait_idle(APP_IDLE_TIMEOUT)
-    result = Exchange(
         label,
-        b"".join(pieces),
-        raw,
-        parse_responses(raw.data, methods, eof=raw.closed),
-        app.started - started,
-        app.calls[finished:],
+        pieces,
+        methods,
+        idle_timeout=IDLE_TIMEOUT,
+        settle=SETTLE,
+        responses=2,
+        clip_limit=600,
     )
-    assert idle, f"an app call never finished (stuck in wsgi.input?): {result}"
-    return result
 
 
 # -- Checks ------------------------------------------------------------------------------------
-
-
-def _split_values(environ: dict[str, str]) -> dict[str, list[str]]:
-    # J22: repeated fields may be joined with "," or ", "; compare the pieces.
-    normal: dict[str, list[str]] = {}
-    for key, value in environ.items():
-        if key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value == "":
-            continue  # PEP 3333: may be empty or absent
-        normal[key] = [v.strip() for v in value.split(",")] if key.startswith("HTTP_") else [value]
-    return normal
-
-
-def _is_field(key: str) -> bool:
-    return key.startswith("HTTP_") or key in ("CONTENT_TYPE", "CONTENT_LENGTH")
-
-
-def _padded(value: str) -> bool:
-    return value != value.strip(" \t")
 
 
 def check_reject(result: Exchange, case: Case, expect: Expect) -> None:
@@ -286,10 +231,10 @@ def check_echo(result: Exchange, case: Case) -> None:
     echo, body = call.echo, call.body
     if case.method != "HEAD":
         echo, body = decode_echo(got[0].body)
-    assert _split_values(echo) == _split_values(expected_environ(case)), (
+    assert split_values(echo) == split_values(expected_environ(case)), (
         f"environ differs: {echo}: {result}"
     )
-    padded = {key: value for key, value in echo.items() if _is_field(key) and _padded(value)}
+    padded = {key: value for key, value in echo.items() if is_field(key) and is_padded(value)}
     assert not padded, (
         f"RFC 9110 §5.5: a field value excludes leading and trailing whitespace: {padded}; "
         + str(result)
@@ -302,7 +247,7 @@ def check_canary(result: Exchange) -> None:
     assert len(got) == 2, f"expected the request's and the canary's responses: {result}"
     assert got[1].status == 200, f"the canary was not answered: {result}"
     echo, body = decode_echo(got[1].body)
-    assert _split_values(echo) == _split_values(CANARY_ENVIRON), f"canary: {echo}: {result}"
+    assert split_values(echo) == split_values(CANARY_ENVIRON), f"canary: {echo}: {result}"
     assert body == b"", str(result)
     assert result.started == 2, f"app calls != 2: {result}"
 
@@ -328,8 +273,7 @@ def check(result: Exchange, case: Case, expect: Expect) -> None:
 def _variants(case: Case) -> Iterator[tuple[str, list[bytes]]]:
     yield "whole", [case.wire]
     if len(case.wire) <= SPLIT_MAX:
-        seed = zlib.crc32(case.id.encode())
-        yield "random", next(splits(case.wire, "random", seed=seed))
+        yield "random", next(splits(case.wire, "random", seed=case_seed(case.id)))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])

@@ -16,9 +16,9 @@ One server for the module, one echo app recording every call (README §1).
 from __future__ import annotations
 
 import enum
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import unquote_to_bytes
 
 import pytest
@@ -38,15 +38,19 @@ from tests.functional.corpus_llhttp import (
     load_url_cases,
     wire,
 )
-from tests.support.echo_app import Call, EchoApp, ReadMode, decode_echo
-from tests.support.rawhttp import (
-    RawResult,
-    ResponseList,
-    bytewise,
-    exchange,
-    parse_responses,
-    splits,
+from tests.support import corpus_run
+from tests.support.corpus_run import (
+    Address,
+    Outcome,
+    case_seed,
+    check_body_error,
+    check_error,
+    is_field,
+    is_padded,
+    split_values,
 )
+from tests.support.echo_app import EchoApp, ReadMode, decode_echo
+from tests.support.rawhttp import bytewise, splits
 
 if not CORPUS.is_dir():
     pytest.skip(
@@ -55,12 +59,9 @@ if not CORPUS.is_dir():
         allow_module_level=True,
     )
 
-Address = tuple[str, int]
-
 IDLE_TIMEOUT = 0.5  # seconds of silence that end a read (the server keeps alive 5 s)
 SETTLE = 0.1  # seconds to keep reading after the expected responses arrived (whole sends)
 SPLIT_SETTLE = 0.02  # the same for split sends
-APP_IDLE_TIMEOUT = 5.0  # seconds for every app call to finish once the connection is done
 BYTEWISE_MAX = 1024  # echo cases up to this size are also sent one byte per send
 
 
@@ -283,93 +284,11 @@ def address(app: EchoApp) -> Iterator[Address]:
 # -- One exchange, observed from both ends ------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """An exchange as the client saw it, plus the app calls it caused."""
-
-    label: str
-    sent: bytes
-    raw: RawResult
-    responses: ResponseList
-    started: int  # app calls that began during the exchange
-    calls: list[Call]  # app calls that finished during the exchange
-
-    def __str__(self) -> str:
-        return (
-            f"[{self.label}] sent {_clip(self.sent)}; got {_clip(self.raw.data)} "
-            f"(closed={self.raw.closed}, reset={self.raw.reset}, "
-            f"send_error={self.raw.send_error}); statuses={self.responses.statuses()} "
-            f"truncated={self.responses.truncated} parse_error={self.responses.error}; "
-            f"app calls started={self.started}, input errors="
-            f"{[call.input_error for call in self.calls]}"
-        )
-
-
-def _clip(data: bytes, limit: int = 400) -> str:
-    text = repr(data[:limit])
-    return text + (f"... ({len(data)} bytes)" if len(data) > limit else "")
-
-
-def run(
-    app: EchoApp,
-    address: Address,
-    label: str,
-    pieces: list[bytes],
-    methods: Sequence[str],
-    *,
-    half_close: bool = False,
-    responses: int | None = None,
-    settle: float = SETTLE,
-) -> Outcome:
-    """Send `pieces`; read until EOF, the idle timeout, or `settle` seconds after `responses`
-    complete responses arrived."""
-    assert app.wait_idle(APP_IDLE_TIMEOUT), "an app call from an earlier case is still running"
-    started, finished = app.started, len(app.calls)
-
-    def enough(data: bytes) -> bool:
-        assert responses is not None
-        return len(parse_responses(data, methods, eof=False)) >= responses
-
-    raw = exchange(
-        address,
-        pieces,
-        half_close=half_close,
-        idle_timeout=IDLE_TIMEOUT,
-        until=enough if responses is not None else None,
-        settle=settle,
-    )
-    idle = app.wait_idle(APP_IDLE_TIMEOUT)
-    outcome = Outcome(
-        label,
-        b"".join(pieces),
-        raw,
-        parse_responses(raw.data, methods, eof=raw.closed),
-        app.started - started,
-        app.calls[finished:],
-    )
-    assert idle, f"an app call never finished (stuck in wsgi.input?): {outcome}"
-    return outcome
+# `corpus_run.run` with this module's timings.
+run = partial(corpus_run.run, idle_timeout=IDLE_TIMEOUT, settle=SETTLE)
 
 
 # -- Checks ------------------------------------------------------------------------------------
-
-
-def _split_values(environ: dict[str, str]) -> dict[str, list[str]]:
-    # J22: repeated fields may be joined with "," or ", "; compare the pieces.
-    normal: dict[str, list[str]] = {}
-    for key, value in environ.items():
-        if key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value == "":
-            continue  # PEP 3333: may be empty or absent
-        normal[key] = [v.strip() for v in value.split(",")] if key.startswith("HTTP_") else [value]
-    return normal
-
-
-def _is_field(key: str) -> bool:
-    return key.startswith("HTTP_") or key in ("CONTENT_TYPE", "CONTENT_LENGTH")
-
-
-def _padded(value: str) -> bool:
-    return value != value.strip(" \t")
 
 
 def check_echoes(outcome: Outcome, messages: Sequence[Message], expect: Expect) -> None:
@@ -391,11 +310,11 @@ def check_echoes(outcome: Outcome, messages: Sequence[Message], expect: Expect) 
         echo, body = call.echo, call.body
         if message.method != "HEAD":
             echo, body = decode_echo(response.body)
-        assert _split_values(echo) == _split_values(expected_environ(message)), (
+        assert split_values(echo) == split_values(expected_environ(message)), (
             f"response {index}: environ differs from llhttp's spans: {echo} {outcome}"
         )
         assert body == message.body, f"response {index}: body differs: {outcome}"
-        padded = {key: value for key, value in echo.items() if _is_field(key) and _padded(value)}
+        padded = {key: value for key, value in echo.items() if is_field(key) and is_padded(value)}
         assert not padded, (
             f"response {index}: RFC 9110 §5.5: a field value excludes leading and trailing "
             f"whitespace: {padded}: {outcome}"
@@ -416,30 +335,6 @@ def check_echoes(outcome: Outcome, messages: Sequence[Message], expect: Expect) 
         assert got[-1].status in expect.statuses, f"expected {set(expect.statuses)}: {outcome}"
 
 
-def check_error(outcome: Outcome, expect: Expect) -> None:
-    assert outcome.started == 0, f"the app was called: {outcome}"
-    assert outcome.raw.closed, f"connection left open after the error: {outcome}"
-    if expect.optional_response and not outcome.raw.data:
-        return
-    statuses = outcome.responses.statuses()
-    assert len(statuses) == 1, f"expected one response: {outcome}"
-    assert not outcome.responses.trailing, f"bytes after the error response: {outcome}"
-    assert statuses[0] in expect.statuses, f"expected {sorted(expect.statuses)}: {outcome}"
-
-
-def check_body_error(outcome: Outcome) -> None:
-    assert outcome.raw.closed, f"connection left open after a body error: {outcome}"
-    statuses = outcome.responses.statuses()
-    assert len(statuses) <= 1, f"more than one response (a smuggled request?): {outcome}"
-    assert not outcome.responses.trailing, f"bytes after the response: {outcome}"
-    assert outcome.started <= 1, f"more than one app call: {outcome}"
-    assert all(call.input_error is not None for call in outcome.calls), (
-        f"J18: the app read a body that was never completed without an error: {outcome}"
-    )
-    allowed = {400} | ({500} if outcome.calls else set())  # 500: the echo app's own answer
-    assert set(statuses) <= allowed, f"J18: expected 400, or abort: {outcome}"
-
-
 def check_eof_while_pending(outcome: Outcome, expect: Expect) -> None:
     """After a half-close mid-request: the whole requests answered, then close, no 2xx."""
     got = outcome.responses
@@ -455,10 +350,6 @@ def check_eof_while_pending(outcome: Outcome, expect: Expect) -> None:
 # -- The tests ---------------------------------------------------------------------------------
 
 
-def _seed(case_id: str) -> int:
-    return zlib.crc32(case_id.encode())
-
-
 def _variants(
     case_id: str, data: bytes, *, whole_only: bool = False
 ) -> Iterator[tuple[str, list[bytes], ReadMode, float]]:
@@ -466,7 +357,7 @@ def _variants(
     yield "whole", [data], "read", SETTLE
     if whole_only:
         return
-    yield "random", next(splits(data, "random", seed=_seed(case_id))), "read_n", SPLIT_SETTLE
+    yield "random", next(splits(data, "random", seed=case_seed(case_id))), "read_n", SPLIT_SETTLE
     if len(data) <= BYTEWISE_MAX:
         yield "bytewise", bytewise(data), "readline", SPLIT_SETTLE
 
@@ -486,9 +377,9 @@ def run_case(
                 continue
             outcome = run(app, address, label, pieces, methods, half_close=expect.half_close)
             if expect.kind is Kind.ERROR:
-                check_error(outcome, expect)
+                check_error(outcome, expect.statuses, optional_response=expect.optional_response)
             else:
-                check_body_error(outcome)
+                check_body_error(outcome, second="a smuggled request?")
         return
     pending = expect.after is After.PENDING
     stop_at = expect.echoes if expect.after is After.OPEN else None
@@ -509,7 +400,7 @@ def run_case(
             app.read_mode = "read"
         check_echoes(outcome, messages, expect)
     if pending:
-        pieces = next(splits(data, "random", seed=_seed(case_id)))
+        pieces = next(splits(data, "random", seed=case_seed(case_id)))
         outcome = run(app, address, "random, half-close", pieces, methods, half_close=True)
         check_eof_while_pending(outcome, expect)
 
