@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 
-import wsgiserve
+# Asserts in the shared corpus harness get pytest's detailed failure output too.
+pytest.register_assert_rewrite("tests.support.corpus_run")
+
+import wsgiserve  # noqa: E402
 
 ServeFactory = Callable[..., AbstractContextManager[wsgiserve.BackgroundServer]]
 
