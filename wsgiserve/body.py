@@ -72,6 +72,7 @@ class RequestBody:
         self._buffer = bytearray()
         self._error: BaseException | None = None
         self._cond = threading.Condition(threading.Lock())
+        self._wake_at = 0  # buffer length at which to wake a waiting reader; 0: none waits
 
     # -- loop thread -----------------------------------------------------------------
 
@@ -82,7 +83,10 @@ class RequestBody:
             return False
         with self._cond:
             self._buffer += data
-            self._cond.notify()
+            # Wake the reader only once it has what it asked for: a worker woken for every
+            # packet of an upload would cost a thread handoff each time.
+            if self._wake_at and len(self._buffer) >= self._wake_at:
+                self._cond.notify()
             if len(self._buffer) < BUFFER_LIMIT:
                 return False
             # Under the lock, so a worker about to wait sees it and asks for a resume.
@@ -135,15 +139,15 @@ class RequestBody:
         with self._cond:
             if size is None or size < 0:
                 while not self.complete:
-                    self._wait_for_more()
+                    self._wait_for_more(BUFFER_LIMIT)
                 return self._take(len(self._buffer))
             while len(self._buffer) < size and not self.complete:
-                self._wait_for_more()
+                self._wait_for_more(size)
             return self._take(size)
 
-    def _wait_for_more(self) -> None:
-        # Like _wait, but for callers that want more bytes than are buffered: they
-        # stop waiting once anything new arrives, and re-check their own goal.
+    def _wait_for_more(self, wanted: int) -> None:
+        """Wait (lock held) until the buffer holds `wanted` bytes, or the body ends or fails;
+        callers re-check their own goal afterwards."""
         if self._error is not None:
             raise self._error
         if self.expect_continue:
@@ -153,7 +157,11 @@ class RequestBody:
         if self.paused_reading and not self._resume_asked:
             self._resume_asked = True
             self._wake_loop()
-        self._cond.wait()
+        self._wake_at = min(max(wanted, 1), BUFFER_LIMIT)
+        try:
+            self._cond.wait()
+        finally:
+            self._wake_at = 0
 
     def readline(self, size: int | None = -1) -> bytes:
         with self._cond:
@@ -170,7 +178,7 @@ class RequestBody:
                     end = len(self._buffer)
                     break
                 start = len(self._buffer)
-                self._wait_for_more()
+                self._wait_for_more(start + 1)
             if size is not None and 0 <= size < end:
                 end = size
             return self._take(end)

@@ -87,6 +87,7 @@ class HttpProtocol(asyncio.Protocol):
         "_raw_body",
         "_receiving",
         "_responded",
+        "_scan_from",
         "_served",
         "_stalled_since",
         "_stop_parsing",
@@ -110,6 +111,7 @@ class HttpProtocol(asyncio.Protocol):
         self._served = 0
         self._chunk = b""  # the bytes being parsed now
         self._carry = b""  # earlier bytes of a request head that spans reads
+        self._scan_from = 0  # where in `_chunk` the next request line may start
         self._head_method = False  # the request being parsed is a HEAD
         self.transport: asyncio.Transport | None = None
         self.gate = WriteGate()
@@ -182,6 +184,7 @@ class HttpProtocol(asyncio.Protocol):
         if self._receiving is None:
             self._head_bytes += len(data)
         self._chunk = data
+        self._scan_from = 0
         try:
             try:
                 self._parser.feed_data(data)
@@ -239,11 +242,14 @@ class HttpProtocol(asyncio.Protocol):
         if len(method) + len(self._url) + 10 > self.settings.limit_request_line:
             self._error = URITooLong("request line too long")
             raise _ParserStop
-        chunk = self._carry + self._chunk if self._carry else self._chunk
-        self._carry = b""
-        if (b"RTSP/" in chunk or b" ICE/" in chunk) and validate.foreign_protocol(
-            method, self._url, chunk
-        ):
+        if self._carry:  # the line began in an earlier read
+            protocol, _ = validate.protocol_name(method, self._url, self._carry + self._chunk, 0)
+            self._carry = b""
+        else:
+            protocol, self._scan_from = validate.protocol_name(
+                method, self._url, self._chunk, self._scan_from
+            )
+        if protocol[:4] in (b"RTSP", b"ICE/"):
             self._error = BadRequest("not an HTTP request line")
             raise _ParserStop
         try:
