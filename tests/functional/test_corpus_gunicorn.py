@@ -308,6 +308,10 @@ def echo_variants(case: Case) -> Iterator[tuple[str, list[bytes], ReadMode, floa
             yield f"split@{len(pieces[0])}", pieces, "read", 0.0
 
 
+LEADER_WIRE = b"GET /leader?first=1 HTTP/1.1\r\nHost: wsgiserve.test\r\n\r\n"
+LEADER = ExpectedRequest("GET", "/leader?first=1", (1, 1), (("HOST", "wsgiserve.test"),), b"")
+
+
 def run_echo(app: EchoApp, address: Address, case: Case, expect: Expect) -> None:
     requests = expected_requests(case, expect)
     methods = [request.method for request in requests]
@@ -324,6 +328,19 @@ def run_echo(app: EchoApp, address: Address, case: Case, expect: Expect) -> None
         )
         check_echoes(outcome, requests, expect)
     app.read_mode = "read"
+    # The same bytes pipelined behind another request on one connection: both answered,
+    # in order, and the case framed exactly as when it came first.
+    behind = (LEADER, *requests)
+    outcome = run(
+        app,
+        address,
+        "pipelined behind another request",
+        [LEADER_WIRE + case.wire],
+        ["GET", *methods],
+        responses=None if expect.close else len(behind),
+        settle=SETTLE,
+    )
+    check_echoes(outcome, behind, expect)
 
 
 def failure_variants(case: Case) -> Iterator[tuple[str, list[bytes]]]:
