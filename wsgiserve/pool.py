@@ -68,6 +68,7 @@ class WorkerPool(Generic[Job]):
         self._waiters: collections.deque[Callable[[], None]] = collections.deque()
         self.wakeups = 0
         self.completed = 0
+        self._after_batch: list[Callable[[], None]] = []
 
     def start(self) -> None:
         for number in range(self._size):
@@ -155,11 +156,22 @@ class WorkerPool(Generic[Job]):
             try:
                 callback, argument = pop()
             except IndexError:
-                return
+                break
             try:
                 callback(argument)
             except Exception:
                 log.exception("error in a completion callback")
+        if self._after_batch:
+            after, self._after_batch = self._after_batch, []
+            for flush in after:
+                try:
+                    flush()
+                except Exception:
+                    log.exception("error in an after-batch callback")
+
+    def after_batch(self, callback: Callable[[], None]) -> None:
+        """Run `callback` on the loop once the current batch of completions is done."""
+        self._after_batch.append(callback)
 
     def _work(self) -> None:
         get = self._jobs.get

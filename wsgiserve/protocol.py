@@ -80,6 +80,7 @@ class HttpProtocol(asyncio.Protocol):
         "_head_since",
         "_headers",
         "_in_head",
+        "_outbox",
         "_parser",
         "_paused",
         "_peer_trusted",
@@ -110,6 +111,7 @@ class HttpProtocol(asyncio.Protocol):
         self._stalled_since = 0.0  # when the transport last paused writing
         self._served = 0
         self._chunk = b""  # the bytes being parsed now
+        self._outbox: list[bytes] = []  # response pieces of this batch, not yet written
         self._carry = b""  # earlier bytes of a request head that spans reads
         self._scan_from = 0  # where in `_chunk` the next request line may start
         self._head_method = False  # the request being parsed is a HEAD
@@ -441,19 +443,32 @@ class HttpProtocol(asyncio.Protocol):
             self._resume(PAUSED_BODY)
 
     def on_send(self, data: Wire) -> None:
+        # Pieces of one response posted in one batch leave together: one writev, not one
+        # send() each (a streamed body posts many small pieces).
         self._responded = True
-        transport = self.transport
+        outbox = self._outbox
+        if not outbox:
+            self.server.pool.after_batch(self._flush)
         if isinstance(data, bytes):
-            if transport is not None:
-                transport.write(data)
-            self.gate.written(len(data))
+            outbox.append(data)
         else:
-            if transport is not None:
-                transport.writelines(data)
-            self.gate.written(wire_size(data))
+            outbox.extend(data)
+
+    def _flush(self) -> None:
+        outbox = self._outbox
+        if not outbox:
+            return
+        self._outbox = []
+        if self.transport is not None:
+            if len(outbox) == 1:
+                self.transport.write(outbox[0])
+            else:
+                self.transport.writelines(outbox)
+        self.gate.written(sum(map(len, outbox)))
 
     def on_end(self, ending: tuple[Wire, bool]) -> None:
         data, keep_alive = ending
+        self._flush()
         self.server.pool.finished()
         self._served += 1
         exchange = self.current
@@ -481,6 +496,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_abort(self, exchange: Exchange) -> None:
         self.server.pool.finished()
         self.current = None
+        self._flush()  # what the app produced before failing leaves first, then the reset
         if self.transport is not None:
             self.transport.abort()
             self.phase = Phase.CLOSED

@@ -167,8 +167,9 @@ class Response:
                 return
         self.sent += len(data)
         head = b"" if self.head_sent else self._head(None)  # decides `chunked`
-        if self.chunked:
-            self._send(pieces(head, b"%x\r\n" % len(data), data, b"\r\n"))
+        if self.chunked:  # pieces, not a copy: the loop sends a batch of them with one writev
+            size_line = b"%x\r\n" % len(data)
+            self._send((head, size_line, data, b"\r\n") if head else (size_line, data, b"\r\n"))
         else:
             self._send(pieces(head, data) if head else data)
 

@@ -42,13 +42,14 @@ class FakeExchange:
     def may_keep_alive(self) -> bool:
         return self.keep_alive
 
-    def send(self, data: bytes) -> None:
+    # What crosses to the loop is bytes, or a tuple of pieces for writelines.
+    def send(self, data: bytes | tuple[bytes, ...]) -> None:
         assert not self.ended, "bytes sent after the end"
-        self.sent.append(data)
+        self.sent.append(data if isinstance(data, bytes) else b"".join(data))
 
-    def end(self, data: bytes, keep_alive: bool) -> None:
+    def end(self, data: bytes | tuple[bytes, ...], keep_alive: bool) -> None:
         assert not self.ended, "ended twice"
-        self.ended.append((data, keep_alive))
+        self.ended.append((data if isinstance(data, bytes) else b"".join(data), keep_alive))
 
     def log_error(self, message: str) -> None:
         self.errors.append(message)
