@@ -165,6 +165,10 @@ class Server:
         for listener in self.listeners:
             # A worker process shares its sockets: only their owner removes a unix socket file.
             close_listener(listener, unlink=self.owns_listeners)
+        # A connection accepted in the loop's last iteration is announced (connection_made)
+        # by a callback that has not run yet: let it run, or we would exit under its feet.
+        for _ in range(3):
+            await asyncio.sleep(0)
         started = time.monotonic()
         deadline = started + self.settings.graceful_timeout
         # A connection accepted just before we stopped listening gets a short chance to
