@@ -125,6 +125,17 @@ class ServerProcess:
         host, _, port = netloc.rpartition(":")
         return host.strip("[]"), int(port)
 
+    def worker_pids(self) -> set[int]:
+        """The live (not zombie) child processes of the supervisor."""
+        pids = set()
+        for child in psutil.Process(self.proc.pid).children():
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE:
+                    pids.add(child.pid)
+            except psutil.NoSuchProcess:
+                continue
+        return pids
+
     def rss(self) -> int:
         """Resident set size in bytes of the server and any worker processes it started."""
         root = psutil.Process(self.proc.pid)
@@ -164,6 +175,12 @@ def start_server(
     for bind in binds:
         argv += ["-b", bind]
     argv += list(extra)
+    return start_listening(argv, listeners=len(binds))
+
+
+def start_listening(argv: Sequence[str], listeners: int = 1) -> ServerProcess:
+    """Start `argv` (any program that serves through wsgiserve) and return once it has
+    logged `listeners` ``Listening at:`` lines."""
     proc = subprocess.Popen(
         argv,
         cwd=REPO_ROOT,
@@ -175,7 +192,7 @@ def start_server(
     assert proc.stderr is not None
     server = ServerProcess(proc, StderrLog(proc.stderr))
     try:
-        matches = server.log.wait_for(LISTENING, count=len(binds), timeout=START_TIMEOUT)
+        matches = server.log.wait_for(LISTENING, count=listeners, timeout=START_TIMEOUT)
     except BaseException:
         server.stop(signal.SIGKILL)
         raise

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 
 from .support import (
@@ -111,17 +110,6 @@ def launch() -> Iterator[Launch]:
 
 def booted(server: ServerProcess, count: int) -> set[int]:
     return {int(m[1]) for m in server.log.wait_for(BOOTING, count=count, timeout=WAIT)}
-
-
-def live_children(server: ServerProcess) -> set[int]:
-    pids = set()
-    for child in psutil.Process(server.pid).children():
-        try:
-            if child.status() != psutil.STATUS_ZOMBIE:
-                pids.add(child.pid)
-        except psutil.NoSuchProcess:
-            continue
-    return pids
 
 
 def get(server: ServerProcess, path: str) -> httpx.Response:
@@ -217,7 +205,7 @@ def test_conf_file_runs_the_server_and_its_hooks(
     # bind from the file: port 0 was honoured (the default would be 127.0.0.1:8000)
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+", server.url)
     assert not server.url.endswith(":8000")
-    assert live_children(server) == workers
+    assert server.worker_pids() == workers
     assert wait_for_lines(marks / "ready.txt", "when_ready", 1) == [f"when_ready {server.pid}"]
     forks = wait_for_lines(marks / "forks.txt", "post_fork", 2)
     assert {int(line.split()[1]) for line in forks} == workers
@@ -400,7 +388,7 @@ def test_web_concurrency_sets_the_worker_count(launch: Launch) -> None:
 
     workers = booted(server, 2)
 
-    assert live_children(server) == workers
+    assert server.worker_pids() == workers
     assert len(workers) == 2
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 import wsgiserve
 
 from .apps.plain_app import app as plain_app
-from .support import LISTENING, REPO_ROOT, START_TIMEOUT, ServerProcess, StderrLog, subprocess_env
+from .support import ServerProcess, start_listening
 
 SERVE_SCRIPT = (
     "import wsgiserve\n"
@@ -24,23 +23,7 @@ SERVE_SCRIPT = (
 
 
 def start_serve(access_log: Path) -> ServerProcess:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVE_SCRIPT.format(log=str(access_log))],
-        cwd=REPO_ROOT,
-        env=subprocess_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stderr is not None
-    server = ServerProcess(proc, StderrLog(proc.stderr))
-    try:
-        (match,) = server.log.wait_for(LISTENING, count=1, timeout=START_TIMEOUT)
-    except BaseException:
-        server.stop(signal.SIGKILL)
-        raise
-    server.addresses = [match["address"]]
-    return server
+    return start_listening([sys.executable, "-c", SERVE_SCRIPT.format(log=str(access_log))])
 
 
 def test_serve_blocks_until_sigterm_then_exits_cleanly(tmp_path: Path) -> None:

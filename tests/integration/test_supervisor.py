@@ -46,15 +46,7 @@ def wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT) 
 
 
 def worker_pids(server: ServerProcess) -> set[int]:
-    """The live (not zombie) child processes of the supervisor."""
-    pids = set()
-    for child in psutil.Process(server.pid).children():
-        try:
-            if child.status() != psutil.STATUS_ZOMBIE:
-                pids.add(child.pid)
-        except psutil.NoSuchProcess:
-            continue
-    return pids
+    return server.worker_pids()
 
 
 def wait_for_workers(server: ServerProcess, count: int) -> set[int]:
