@@ -25,7 +25,6 @@ import os
 import resource
 import shlex
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -45,9 +44,8 @@ from benchmarks.common import (
     fmt_ms,
     fmt_pct,
     free_port,
-    line_buffered_stdout,
-    on_sigterm,
     plan_pinning,
+    run_main,
     run_wrk_argv,
 )
 from benchmarks.peers import Launch, Peer
@@ -351,17 +349,7 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    line_buffered_stdout()
-    signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        return bench(args)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_main(bench, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

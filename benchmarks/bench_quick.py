@@ -15,13 +15,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
-import io
 import json
 import os
 import platform
 import shlex
 import shutil
-import signal
 import statistics
 import sys
 import time
@@ -42,9 +40,9 @@ from benchmarks.common import (
     free_port,
     git_rev,
     median_opt,
-    on_sigterm,
     pkg_version,
     plan_pinning,
+    run_main,
     run_wrk_argv,
     spread,
     wrk_version,
@@ -435,18 +433,7 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(line_buffering=True)  # progress lines show up under make/tee
-    signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        return bench(args)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_main(bench, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

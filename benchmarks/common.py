@@ -6,6 +6,7 @@ other WSGI servers) both build on these.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import io
@@ -386,3 +387,19 @@ def line_buffered_stdout() -> None:
     """Progress lines show up at once under make or tee."""
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
+
+
+def run_main(bench: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """A benchmark's entry point: line-buffered progress, SIGTERM and Ctrl-C stop the
+    servers cleanly, a setup failure is one line and exit status 2."""
+    line_buffered_stdout()
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        return bench(args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
