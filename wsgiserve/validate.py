@@ -60,12 +60,19 @@ def wants_continue(environ: Environ, version: str) -> bool:
     return version == "1.1" and "HTTP_EXPECT" in environ
 
 
+_connection_tokens: dict[str, frozenset[str]] = {}
+
+
 def keep_alive_requested(environ: Environ, version: str) -> bool:
     """Whether the client lets the connection persist (RFC 9112 §9.3)."""
     connection = environ.get("HTTP_CONNECTION")
     if connection is None:
         return version == "1.1"
-    tokens = {token.strip().lower() for token in connection.split(",")}
+    tokens = _connection_tokens.get(connection)
+    if tokens is None:  # clients send a handful of spellings: parse each once
+        tokens = frozenset(token.strip().lower() for token in connection.split(","))
+        if len(_connection_tokens) < 256:
+            _connection_tokens[connection] = tokens
     if "close" in tokens:
         return False
     return version == "1.1" or "keep-alive" in tokens
