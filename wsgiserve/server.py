@@ -91,6 +91,7 @@ class Server:
             self.settings.threads,
             loop.call_soon_threadsafe,
             call_soon=loop.call_soon,
+            batch_policy=self.settings.thread_policy == "batch",
         )
         self.pool.start()
         self._tick()

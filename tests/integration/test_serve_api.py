@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -65,3 +67,26 @@ def test_background_server_reports_a_port_in_use() -> None:
             wsgiserve.background_server(plain_app, port=port),
         ):
             pass  # pragma: no cover - never entered
+
+
+def _policy_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(os.sched_getscheduler(0)).encode()]
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [("batch", "SCHED_BATCH"), ("normal", "SCHED_OTHER")],
+)
+def test_app_threads_run_under_the_chosen_scheduling_policy(policy: str, expected: str) -> None:
+    with wsgiserve.background_server(_policy_app, threads=2, thread_policy=policy) as server:
+        seen = httpx.get(server.url + "/", timeout=5).text
+    assert int(seen) == getattr(os, expected)
+
+
+def test_an_unknown_thread_policy_is_refused() -> None:
+    with (
+        pytest.raises(ValueError, match="thread_policy must be one of batch, normal"),
+        wsgiserve.background_server(plain_app, thread_policy="fifo"),
+    ):
+        pass  # pragma: no cover - never entered
