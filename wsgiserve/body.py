@@ -7,6 +7,11 @@ Worker side: the file-like methods PEP 3333 asks for. A read blocks until data
 or the end arrives; after it consumes enough, it calls `wake_loop()` once so
 the loop resumes reading. The first read also wakes the loop for a pending
 `Expect: 100-continue`.
+
+Most bodies arrive whole before the app reads them (a 64 KiB upload over a fast
+link is one socket read), so that path costs no copy and no condition variable:
+a single piece of the body is kept as the bytes object the parser made and handed
+out as it is, and the lock a reader sleeps on is made the first time one must.
 """
 
 from __future__ import annotations
@@ -69,9 +74,13 @@ class RequestBody:
         self.continue_sent = False  # loop thread
         self.discarding = False
         self._resume_asked = False
-        self._buffer = bytearray()
+        # One piece is kept as the parser's bytes object; a second turns it into a bytearray.
+        self._buffer: bytes | bytearray = b""
         self._error: BaseException | None = None
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()  # guards everything above between the two threads
+        # A waiting reader blocks acquiring `_signal` (held while nobody has signalled);
+        # the loop releases it once. Made by the first reader that has to wait.
+        self._signal: threading.Lock | None = None
         self._wake_at = 0  # buffer length at which to wake a waiting reader; 0: none waits
 
     # -- loop thread -----------------------------------------------------------------
@@ -81,13 +90,19 @@ class RequestBody:
         self.received += len(data)
         if self.discarding:
             return False
-        with self._cond:
-            self._buffer += data
+        with self._lock:
+            buffer = self._buffer
+            if not buffer:
+                buffer = self._buffer = data
+            else:
+                if type(buffer) is bytes:
+                    buffer = self._buffer = bytearray(buffer)
+                buffer += data
             # Wake the reader only once it has what it asked for: a worker woken for every
             # packet of an upload would cost a thread handoff each time.
-            if self._wake_at and len(self._buffer) >= self._wake_at:
-                self._cond.notify()
-            if len(self._buffer) < BUFFER_LIMIT:
+            if self._wake_at and len(buffer) >= self._wake_at:
+                self._signal_reader()
+            if len(buffer) < BUFFER_LIMIT:
                 return False
             # Under the lock, so a worker about to wait sees it and asks for a resume.
             self.paused_reading = True
@@ -95,21 +110,28 @@ class RequestBody:
             return True
 
     def finish(self) -> None:
-        with self._cond:
+        with self._lock:
             self.complete = True
-            self._cond.notify()
+            self._signal_reader()
 
     def fail(self, error: BaseException) -> None:
-        with self._cond:
+        with self._lock:
             if not self.complete:
                 self._error = error
-            self._cond.notify()
+            self._signal_reader()
 
     def discard(self) -> None:
         """The app is done with the body: drop what is buffered and whatever still comes."""
         self.discarding = True
-        with self._cond:
-            self._buffer.clear()
+        with self._lock:
+            self._buffer = b""
+
+    def _signal_reader(self) -> None:
+        """Wake the reader if one waits (lock held); it then re-checks what it waited for."""
+        if self._wake_at:
+            self._wake_at = 0  # cleared under the lock: `_signal` is released once per wait
+            assert self._signal is not None
+            self._signal.release()
 
     def remaining(self) -> int | None:
         """Bytes still expected, or None when unknown (chunked)."""
@@ -125,18 +147,23 @@ class RequestBody:
         """Remove and return up to `size` bytes; called with the lock held."""
         buffer = self._buffer
         if size >= len(buffer):
-            data = bytes(buffer)
-            buffer.clear()
-        else:
+            data = buffer if type(buffer) is bytes else bytes(buffer)
+            self._buffer = b""
+        elif isinstance(buffer, bytearray):
             data = bytes(buffer[:size])
             del buffer[:size]
+        else:
+            data = buffer[:size]
+            # The rest moves to a bytearray, whose front can be cut without copying.
+            self._buffer = bytearray(memoryview(buffer)[size:])
+        buffer = self._buffer
         if self.paused_reading and not self._resume_asked and len(buffer) < _RESUME_BELOW:
             self._resume_asked = True
             self._wake_loop()
         return data
 
     def read(self, size: int | None = -1) -> bytes:
-        with self._cond:
+        with self._lock:
             if size is None or size < 0:
                 while not self.complete:
                     self._wait_for_more(BUFFER_LIMIT)
@@ -157,14 +184,19 @@ class RequestBody:
         if self.paused_reading and not self._resume_asked:
             self._resume_asked = True
             self._wake_loop()
+        signal = self._signal
+        if signal is None:
+            signal = self._signal = threading.Lock()
+            signal.acquire()  # held: nobody has signalled yet
         self._wake_at = min(max(wanted, 1), BUFFER_LIMIT)
+        self._lock.release()
         try:
-            self._cond.wait()
+            signal.acquire()  # until `_signal_reader` releases it
         finally:
-            self._wake_at = 0
+            self._lock.acquire()
 
     def readline(self, size: int | None = -1) -> bytes:
-        with self._cond:
+        with self._lock:
             start = 0
             while True:
                 newline = self._buffer.find(b"\n", start)

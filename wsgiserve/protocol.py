@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
+import functools
 import logging
 import re
 from typing import TYPE_CHECKING, Any
@@ -70,6 +71,7 @@ class _ParserStop(Exception):
 class HttpProtocol(asyncio.Protocol):
     # Slots keep an idle keep-alive connection small (no per-instance __dict__).
     __slots__ = (
+        "_body_waker",
         "_carry",
         "_chunk",
         "_environ_base",
@@ -133,6 +135,7 @@ class HttpProtocol(asyncio.Protocol):
         self._in_head = False
         self._head_bytes = 0
         self._field_count = 0
+        self._body_waker: Any = None
 
     # -- asyncio callbacks ---------------------------------------------------------------
 
@@ -419,13 +422,13 @@ class HttpProtocol(asyncio.Protocol):
         self._dispatch()
 
     def _body_wanted_callback(self) -> Any:
-        post = self.server.pool.post
-        callback = self._on_body_wanted
-
-        def wake_loop() -> None:
-            post(callback, None)
-
-        return wake_loop
+        # One per connection, made for its first request with a body.
+        waker = self._body_waker
+        if waker is None:
+            waker = self._body_waker = functools.partial(
+                self.server.pool.post, self._on_body_wanted, None
+            )
+        return waker
 
     def _on_body_wanted(self, _: None) -> None:
         current = self.current

@@ -5,6 +5,7 @@ The loop side is driven from the test thread, the worker side runs in real threa
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -178,6 +179,54 @@ def test_many_readers_in_turn_get_every_byte_once(wakes: Wakes) -> None:
     reader = Reader(body, drain)
     for start in range(0, len(data), 1000):
         body.feed(data[start : start + 1000])
+    body.finish()
+    assert reader.join() == data
+
+
+def test_a_body_that_arrived_in_one_piece_is_handed_over_without_a_copy(wakes: Wakes) -> None:
+    data = b"x" * 65536
+    body = filled(wakes, data)
+    assert body.read(65536) is data
+    assert body.read() == b""
+
+
+def test_partial_reads_of_one_piece_then_more_pieces(wakes: Wakes) -> None:
+    body = make_body(wakes, 12)
+    body.feed(b"abcdef")
+    assert body.read(2) == b"ab"
+    body.feed(b"gh")
+    assert body.readline(3) == b"cde"
+    body.feed(b"i\njkl")
+    body.finish()
+    assert body.readline() == b"fghi\n"
+    assert body.read() == b"jkl"
+
+
+def test_random_pieces_and_random_reads_keep_every_byte_in_order(wakes: Wakes) -> None:
+    rng = random.Random(5)
+    data = rng.randbytes(600_000)
+    body = make_body(wakes, len(data))
+
+    def drain(b: RequestBody) -> bytes:
+        out = bytearray()
+        local = random.Random(7)
+        while True:
+            piece = b.readline(local.randint(1, 70_000)) if local.random() < 0.3 else b.read(
+                local.randint(1, 70_000)
+            )
+            if not piece:
+                return bytes(out)
+            out += piece
+
+    reader = Reader(body, drain)
+    start = 0
+    while start < len(data):
+        size = rng.randint(1, 50_000)
+        if body.feed(data[start : start + size]):  # full: wait as the loop would
+            assert wakes.called.wait(WAIT)
+            wakes.called.clear()
+            body.paused_reading = False  # what the loop does when it resumes reading
+        start += size
     body.finish()
     assert reader.join() == data
 
