@@ -52,8 +52,14 @@ def run_app(app: App, exchange: Exchange) -> None:
         _close(result, exchange)
         _fail(exchange, response, error)
         return
-    _close(result, exchange)
-    _log_access(exchange, response)
+    if type(result) is not list:  # a list has no close(); looking costs an AttributeError
+        _close(result, exchange)
+    if (
+        clock.access_log is not None
+        or clock.stats is not None
+        or clock.post_request is not None
+    ):
+        _log_access(exchange, response)
     response.complete()
 
 

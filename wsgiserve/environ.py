@@ -30,6 +30,11 @@ _OWS = (" ", "\t")
 _KEYS_CACHE_LIMIT = 4096
 _keys: dict[bytes, str | None] = {}
 _methods: dict[bytes, str] = {}
+# Sites serve a few hot URLs: each one's environ values are decoded once.
+_TARGETS_CACHE_LIMIT = 1024
+_TARGET_CACHEABLE = 256  # bytes: longer targets are decoded every time
+_targets: dict[bytes, dict[str, str]] = {}
+_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 
 
 def header_key(name: bytes) -> str | None:
@@ -133,16 +138,29 @@ def request_environ(
         method_str = method.decode("ascii")
         if len(_methods) < 64:
             _methods[method] = method_str
-    path, query, authority = _split_target(method_str, target)
     environ["REQUEST_METHOD"] = method_str
-    environ["PATH_INFO"] = (
-        unquote_to_bytes(path).decode("latin-1") if b"%" in path else path.decode("latin-1")
-    )
-    environ["QUERY_STRING"] = query.decode("latin-1")
-    raw = target.decode("latin-1")
-    environ["RAW_URI"] = raw
-    environ["REQUEST_URI"] = raw
-    environ["SERVER_PROTOCOL"] = "HTTP/" + version
+    known = _targets.get(target)
+    if known is None:
+        path, query, authority = _split_target(method_str, target)
+        known = {
+            "PATH_INFO": (
+                unquote_to_bytes(path).decode("latin-1")
+                if b"%" in path
+                else path.decode("latin-1")
+            ),
+            "QUERY_STRING": query.decode("latin-1"),
+            "RAW_URI": target.decode("latin-1"),
+        }
+        known["REQUEST_URI"] = known["RAW_URI"]
+        # Only origin-form targets: their meaning does not depend on the method.
+        if target[:1] == b"/" and len(target) <= _TARGET_CACHEABLE:
+            if len(_targets) >= _TARGETS_CACHE_LIMIT:
+                _targets.clear()
+            _targets[target] = known
+    else:
+        authority = None
+    environ.update(known)
+    environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(version) or "HTTP/" + version
     environ["wsgi.input"] = body
     for name, value in headers:
         key = header_key(name)

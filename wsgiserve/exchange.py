@@ -142,12 +142,12 @@ class Exchange:
         return remaining is not None and remaining <= DRAIN_LIMIT
 
     def send(self, data: Wire) -> None:
-        self.gate.reserve(wire_size(data))
+        self.gate.reserve(len(data) if type(data) is bytes else wire_size(data))
         self.post(self.connection.on_send, data)
 
     def end(self, data: Wire, keep_alive: bool) -> None:
         if data:
-            self.gate.reserve(wire_size(data))
+            self.gate.reserve(len(data) if type(data) is bytes else wire_size(data))
         self.post(self.connection.on_end, (data, keep_alive))
 
     def abort(self) -> None:

@@ -66,9 +66,10 @@ class WorkerPool(Generic[Job]):
         )
         self._wake_pending = False
         self._threads: list[threading.Thread] = []
-        self._limit = threads + (max_waiting if max_waiting is not None else MAX_WAITING)
-        # Loop-thread counters: jobs handed in and not yet reported finished.
-        self._in_flight = 0
+        # Jobs that may be in flight (running or waiting) before `admit` says no.
+        self.capacity = threads + (max_waiting if max_waiting is not None else MAX_WAITING)
+        # Loop thread only: jobs submitted and not yet finished, running plus waiting.
+        self.in_flight = 0
         self._waiters: collections.deque[Callable[[], None]] = collections.deque()
         self.wakeups = 0
         self.completed = 0
@@ -86,13 +87,13 @@ class WorkerPool(Generic[Job]):
 
     def admit(self, waiter: Callable[[], None]) -> bool:
         """True if a job may be submitted now; otherwise `waiter()` is called once room frees up."""
-        if self._in_flight < self._limit:
+        if self.in_flight < self.capacity:
             return True
         self._waiters.append(waiter)
         return False
 
     def submit(self, job: Job) -> None:
-        self._in_flight += 1
+        self.in_flight += 1
         if self._call_soon is None:
             self._jobs.put(job)
             return
@@ -109,23 +110,18 @@ class WorkerPool(Generic[Job]):
 
     def finished(self) -> None:
         """Report that one submitted job has completed (called on the loop thread)."""
-        self._in_flight -= 1
+        self.in_flight -= 1
         self.completed += 1
-        while self._waiters and self._in_flight < self._limit:
+        while self._waiters and self.in_flight < self.capacity:
             self._waiters.popleft()()
 
-    @property
-    def in_flight(self) -> int:
-        """Jobs submitted and not yet finished: running plus waiting for a thread."""
-        return self._in_flight
-
     def statistics(self) -> dict[str, int]:
-        busy = min(self._in_flight, self._size)
+        busy = min(self.in_flight, self._size)
         return {
             "threads": self._size,
             "busy": busy,
             "idle": self._size - busy,
-            "waiting": max(0, self._in_flight - self._size),
+            "waiting": max(0, self.in_flight - self._size),
             "parked": len(self._waiters),
         }
 

@@ -82,6 +82,7 @@ class HttpProtocol(asyncio.Protocol):
         "_head_since",
         "_headers",
         "_in_head",
+        "_method",
         "_outbox",
         "_parser",
         "_paused",
@@ -117,6 +118,7 @@ class HttpProtocol(asyncio.Protocol):
         self._carry = b""  # earlier bytes of a request head that spans reads
         self._scan_from = 0  # where in `_chunk` the next request line may start
         self._head_method = False  # the request being parsed is a HEAD
+        self._method = b""  # the method of the request being parsed, once known
         self.transport: asyncio.Transport | None = None
         self.gate = WriteGate()
         self._parser = httptools.HttpRequestParser(self)
@@ -211,6 +213,7 @@ class HttpProtocol(asyncio.Protocol):
     # -- httptools callbacks -----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._method = b""
         self._head_method = False
         self._url = b""
         self._headers = []
@@ -219,7 +222,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         if not self._url:  # the method is parsed by now
-            self._head_method = self._parser.get_method() == b"HEAD"
+            self._method = method = self._parser.get_method()
+            self._head_method = method == b"HEAD"
         self._url += url
         if len(self._url) > self.settings.limit_request_line:
             self._error = URITooLong("request line too long")
@@ -242,25 +246,38 @@ class HttpProtocol(asyncio.Protocol):
         self._in_head = False
         self._head_bytes = 0
         parser = self._parser
-        method = parser.get_method()
+        method = self._method
+        url = self._url
         version = parser.get_http_version()
-        if len(method) + len(self._url) + 10 > self.settings.limit_request_line:
+        if len(method) + len(url) + 10 > self.settings.limit_request_line:
             self._error = URITooLong("request line too long")
             raise _ParserStop
+        chunk = self._chunk
+        start = self._scan_from
+        protocol_at = start + len(method) + len(url) + 2
         if self._carry:  # the line began in an earlier read
-            protocol, _ = validate.protocol_name(method, self._url, self._carry + self._chunk, 0)
+            protocol, _ = validate.protocol_name(method, url, self._carry + chunk, 0)
             self._carry = b""
+        elif (
+            # The usual case, checked without building the line: it starts where the
+            # previous one's head ended and reads exactly "method SP url SP HTTP/".
+            chunk.startswith(b"HTTP/", protocol_at)
+            and chunk.startswith(method, start)
+            and chunk.startswith(url, start + len(method) + 1)
+            and chunk[start + len(method)] == 32
+            and chunk[protocol_at - 1] == 32
+        ):
+            protocol = b"HTTP/"
+            self._scan_from = protocol_at
         else:
-            protocol, self._scan_from = validate.protocol_name(
-                method, self._url, self._chunk, self._scan_from
-            )
+            protocol, self._scan_from = validate.protocol_name(method, url, chunk, start)
         if protocol[:4] in (b"RTSP", b"ICE/"):
             self._error = BadRequest("not an HTTP request line")
             raise _ParserStop
         try:
             validate.check_version(version)
             environ = request_environ(
-                self._environ_base, method, self._url, version, self._headers, EMPTY_BODY
+                self._environ_base, method, url, version, self._headers, EMPTY_BODY
             )
             validate.check_request(environ, version)
             apply_proxy_headers(environ, self._peer_trusted, self.server.proxies)
@@ -405,7 +422,7 @@ class HttpProtocol(asyncio.Protocol):
             if limit and pool.in_flight >= limit:
                 self._pipeline[0] = ServiceUnavailable("too many requests in this worker")
                 continue
-            if not pool.admit(self._admitted):
+            if pool.in_flight >= pool.capacity and not pool.admit(self._admitted):
                 self._pause(PAUSED_POOL)
                 return
             self._pipeline.popleft()
@@ -414,7 +431,7 @@ class HttpProtocol(asyncio.Protocol):
             pool.submit(item)
         if self._pipeline:
             self._pause(PAUSED_PIPELINE)
-        else:
+        elif self._paused & PAUSED_PIPELINE:
             self._resume(PAUSED_PIPELINE)
 
     def _admitted(self) -> None:
@@ -471,7 +488,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_end(self, ending: tuple[Wire, bool]) -> None:
         data, keep_alive = ending
-        self._flush()
+        if self._outbox:
+            self._flush()
         self.server.pool.finished()
         self._served += 1
         exchange = self.current
@@ -512,7 +530,8 @@ class HttpProtocol(asyncio.Protocol):
         elif self._receiving is None and not self._in_head:
             self.phase = Phase.IDLE
             self.idle_since = self._head_since = self.server.clock.now
-            self._resume(PAUSED_PIPELINE)
+            if self._paused & PAUSED_PIPELINE:
+                self._resume(PAUSED_PIPELINE)
 
     # -- connection control ---------------------------------------------------------------
 

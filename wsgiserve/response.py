@@ -13,7 +13,7 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import IO, Any
 
-from .exchange import Exchange, Wire, pieces
+from .exchange import COPY_LIMIT, Exchange, Wire, pieces
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 WriteCallable = Callable[[bytes], None]
@@ -94,6 +94,7 @@ class Response:
         "_ending",
         "_exchange",
         "_headers",
+        "_no_body",
         "_status_line",
         "app_headers",
         "chunked",
@@ -109,6 +110,7 @@ class Response:
         self._code = 0
         self._headers = b""
         self._content_length: int | None = None
+        self._no_body = False  # HEAD, 1xx, 204 or 304 (RFC 9110 §6.4.1): set by start_response
         self.started = False
         self.head_sent = False
         self.chunked = False
@@ -137,7 +139,9 @@ class Response:
                 exc_info = None
         elif self.started:
             raise AssertionError("start_response called a second time without exc_info")
-        self._status_line, self._code = status_line(status)
+        self._status_line, code = status_line(status)
+        self._code = code
+        self._no_body = self._exchange.no_body(code)
         self._prepare_headers(headers)
         self.app_headers = headers
         self.started = True
@@ -154,7 +158,7 @@ class Response:
         if not data:
             return
         exchange = self._exchange
-        if exchange.no_body(self._code):
+        if self._no_body:
             if not self.head_sent:
                 self._send(self._head(None))
             return
@@ -183,7 +187,7 @@ class Response:
         elif self.chunked:
             tail = b"0\r\n\r\n"
         length = self._content_length
-        if length is not None and self.sent < length and not self._exchange.no_body(self._code):
+        if length is not None and self.sent < length and not self._no_body:
             self._send(tail)
             raise _Truncated
         self.head_sent = True
@@ -203,22 +207,24 @@ class Response:
             return
         if type(body) is not bytes:
             body = b"".join([body])  # raises TypeError for str, like write() would
-        head = self._head(len(body))
+        size = len(body)
+        head = self._head(size)
         self.head_sent = True
-        if self._exchange.no_body(self._code):
+        if self._no_body:
             self._ending = head
             return
         length = self._content_length
-        if length is not None and len(body) != length:
-            if len(body) < length:
-                self.sent = len(body)
+        if length is not None and size != length:
+            if size < length:
+                self.sent = size
                 self._send(pieces(head, body))
                 raise _Truncated
             body = body[:length]
+            size = length
             self.close_after = True
             self._exchange.log_error("the app sent more than its Content-Length; extra dropped")
-        self.sent = len(body)
-        self._ending = pieces(head, body)
+        self.sent = size
+        self._ending = head + body if size <= COPY_LIMIT else pieces(head, body)
 
     def _send(self, data: Wire) -> None:
         self.head_sent = True
@@ -253,7 +259,7 @@ class Response:
         exchange = self._exchange
         head = self._headers
         code = self._code
-        if exchange.no_body(code):
+        if self._no_body:
             if code < 200 or code == 204:
                 head = _without_content_length(head)
             elif (

@@ -20,6 +20,8 @@ _HOST = re.compile(
     r"(?::[0-9]*)?"
 )
 
+_good_hosts: set[str] = set()
+
 
 def check_version(version: str) -> None:
     """Only HTTP/1.0 and 1.1 reach the app (RFC 9110 §6.2, §15.6.6)."""
@@ -36,8 +38,12 @@ def check_request(environ: Environ, version: str) -> None:
     if host is None:
         if version == "1.1":
             raise BadRequest("missing Host field")  # RFC 9112 §3.2
-    elif not _HOST.fullmatch(host):
-        raise BadRequest("invalid Host field")  # RFC 9112 §3.2
+    elif host not in _good_hosts:
+        if not _HOST.fullmatch(host):
+            raise BadRequest("invalid Host field")  # RFC 9112 §3.2
+        if len(_good_hosts) >= 256:  # a server answers to a handful of names
+            _good_hosts.clear()
+        _good_hosts.add(host)
 
     coding = environ.get("HTTP_TRANSFER_ENCODING")
     if coding is not None:
