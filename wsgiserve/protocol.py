@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("wsgiserve.error")
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+LINGER_SECONDS = 2.0  # how long a closing connection reads and drops what still arrives
 # A well-formed request line (RFC 9112 §3) whose method is a token (RFC 9110 §5.6.2).
 _METHOD_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [\x21-\x7e]+ HTTP/[0-9]\.[0-9]\r\n")
 
@@ -74,6 +75,7 @@ class HttpProtocol(asyncio.Protocol):
         "_body_waker",
         "_carry",
         "_chunk",
+        "_closing_since",
         "_environ_base",
         "_error",
         "_field_count",
@@ -82,6 +84,7 @@ class HttpProtocol(asyncio.Protocol):
         "_head_since",
         "_headers",
         "_in_head",
+        "_linger_until",
         "_method",
         "_outbox",
         "_parser",
@@ -112,6 +115,8 @@ class HttpProtocol(asyncio.Protocol):
         self.idle_since = server.clock.now  # last bytes received, or the last response's end
         self._head_since = server.clock.now  # when we began waiting for the current head
         self._stalled_since = 0.0  # when the transport last paused writing
+        self._linger_until = 0.0  # set by _close_lingering: when to stop dropping input
+        self._closing_since = 0.0  # when close() was asked for; the transport may still flush
         self._served = 0
         self._chunk = b""  # the bytes being parsed now
         self._outbox: list[bytes] = []  # response pieces of this batch, not yet written
@@ -415,7 +420,7 @@ class HttpProtocol(asyncio.Protocol):
                 self.transport.write(
                     item.response_bytes(clock.date_header, clock.server_header)
                 )
-                self._close()
+                self._close_lingering()
                 return
             pool = self.server.pool
             limit = self.settings.limit_concurrency
@@ -505,7 +510,10 @@ class HttpProtocol(asyncio.Protocol):
                 transport.writelines(data)
                 self.gate.written(wire_size(data))
         if not keep_alive or exchange is None or not exchange.keep_alive:
-            self._close()
+            if self._receiving is not None and self._receiving is exchange:
+                self._close_lingering()  # the client may still be sending the body
+            else:
+                self._close()
             return
         if self._receiving is exchange and isinstance(exchange.body, RequestBody):
             exchange.body.discard()  # read and drop the rest of the unread body
@@ -550,13 +558,50 @@ class HttpProtocol(asyncio.Protocol):
     def _close(self) -> None:
         self.phase = Phase.CLOSED
         if self.transport is not None:
-            self.transport.close()
+            self._closing_since = self.server.clock.now
+            self.transport.close()  # after the buffered response has been written
+
+    def _close_lingering(self) -> None:
+        """Close after a response while the client may still be sending (RFC 9112 §9.6).
+
+        Closing a socket with unread input makes the kernel answer with a reset, which
+        can destroy the response before the client reads it. So the response is
+        followed by our FIN, and whatever still arrives is read and dropped until the
+        client closes its side or LINGER_SECONDS pass.
+        """
+        transport = self.transport
+        self.phase = Phase.CLOSED
+        if transport is None:
+            return
+        if not transport.can_write_eof():  # TLS: no half-close
+            transport.close()
+            return
+        transport.write_eof()
+        self._stop_parsing = True  # data_received drops what arrives from now on
+        self._receiving = None
+        self._linger_until = self.server.clock.now + LINGER_SECONDS
+        if self._paused:
+            self._paused = 0
+            transport.resume_reading()
 
     def check_timers(self, now: float) -> None:
         """Once a second, from the server: enforce the four timeouts (each 0 = off)."""
-        if self.phase is Phase.CLOSED:
-            return
         settings = self.settings
+        if self.phase is Phase.CLOSED:
+            transport = self.transport
+            if transport is None:
+                return
+            if self._linger_until and now >= self._linger_until:
+                self._linger_until = 0.0
+                self._closing_since = now
+                transport.close()
+            elif (
+                not self._linger_until
+                and settings.write_timeout
+                and now - self._closing_since >= settings.write_timeout
+            ):
+                transport.abort()  # the client never took the end of its response
+            return
         if self.gate.paused and settings.write_timeout:
             if now - self._stalled_since >= settings.write_timeout:
                 log.info("client stopped reading for %gs (--write-timeout): dropping it",
@@ -610,6 +655,9 @@ class HttpProtocol(asyncio.Protocol):
         With `spare_newcomers`, a connection that has not finished its first request yet
         (or is between the bytes of one) is left open too.
         """
+        if self._linger_until and self.transport is not None:
+            self.transport.close()  # no lingering on shutdown
+            return True
         if self.phase is Phase.CLOSED or self.in_flight():
             return False
         if spare_newcomers and (self._served == 0 or self.phase is Phase.ACTIVE):

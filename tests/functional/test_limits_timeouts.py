@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -191,6 +192,31 @@ def test_a_client_that_stops_reading_is_dropped_and_its_thread_freed() -> None:
         assert parse_responses(result.data, eof=False)[0].body == b"ok"
 
 
+def test_a_closing_connection_whose_client_stops_reading_is_dropped() -> None:
+    # The whole response is handed over at once (a list body) and the connection is to
+    # close after it: the worker is done, the rest waits in the transport for a client
+    # that never reads. --write-timeout must still free the connection.
+    def big(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [b"z" * (16 * 1024 * 1024)]
+
+    with wsgiserve.background_server(big, threads=1, write_timeout=1) as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(server.address)
+        try:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            sock.settimeout(5)
+            assert sock.recv(100).startswith(b"HTTP/1.1 200 ")  # then it reads no more
+            assert server.server.connections
+            deadline = time.monotonic() + 10
+            while server.server.connections and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not server.server.connections, "the stalled connection was never dropped"
+        finally:
+            sock.close()
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_past_the_concurrency_limit_requests_get_503_with_retry_after(threads: int) -> None:
     app = Recorder()
@@ -219,3 +245,49 @@ def read_until_status(sock: socket.socket) -> int:
     sock.settimeout(10)
     data = sock.recv(65536)
     return int(data.split(b" ", 2)[1])
+
+
+# -- closing while the client still sends -------------------------------------------------
+
+
+def test_an_upload_refused_with_413_reaches_the_client_that_is_still_sending() -> None:
+    # Closing a socket with unread input makes the kernel send a reset, which can destroy
+    # the 413 before the client reads it ("connection reset by peer" instead of the error).
+    app = Recorder()
+    with serve(app, limit_request_body=1000) as server, socket.create_connection(
+        server.address
+    ) as sock:
+        size = 8 * 1024 * 1024
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % size)
+
+        def upload() -> None:
+            piece = b"u" * 65536
+            with contextlib.suppress(OSError):
+                for _ in range(size // len(piece)):
+                    sock.sendall(piece)
+
+        sender = threading.Thread(target=upload, daemon=True)
+        sender.start()
+        data = read_until_closed(sock, 5)
+        sender.join(10)
+    assert data.startswith(b"HTTP/1.1 413 ")
+    assert app.calls == 0
+
+
+def test_after_an_error_response_late_bytes_are_dropped_and_the_close_is_clean() -> None:
+    app = Recorder()
+    with serve(app, limit_request_body=1000) as server, socket.create_connection(
+        server.address
+    ) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n")
+        sock.settimeout(5)
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += sock.recv(4096)
+        assert response.startswith(b"HTTP/1.1 413 ")
+        time.sleep(0.2)  # the server has answered and half-closed by now
+        for _ in range(4):  # after a plain close, these would be answered with a reset
+            sock.sendall(b"x" * 1000)
+            time.sleep(0.05)
+        sock.settimeout(5)
+        assert sock.recv(4096) == b""  # EOF, not ECONNRESET
