@@ -11,7 +11,7 @@ import itertools
 import os
 import secrets
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -184,23 +184,23 @@ def request_environ(
     return environ
 
 
-class _RequestIds:
-    """Ids unique across the workers of a server: a random prefix per process, then a count."""
-
-    def __init__(self) -> None:
-        self.renew()
-        os.register_at_fork(after_in_child=self.renew)  # a worker must not reuse our prefix
-
-    def renew(self) -> None:
-        self.prefix = secrets.token_hex(6) + "-"
-        self.counter = itertools.count(1)
+# Ids unique across the workers of a server: a random prefix per process, then a count.
+_id_prefix = ""
+_next_id: Callable[[], int] = int
 
 
-_ids = _RequestIds()
+def _renew_ids() -> None:
+    global _id_prefix, _next_id
+    _id_prefix = secrets.token_hex(6) + "-%x"
+    _next_id = itertools.count(1).__next__
+
+
+_renew_ids()
+os.register_at_fork(after_in_child=_renew_ids)  # a worker must not reuse our prefix
 
 
 def request_id(sent: str | None) -> str:
     """The client's X-Request-ID when it is sane, else a new id."""
     if sent and len(sent) <= 200 and sent.isprintable():
         return sent
-    return _ids.prefix + format(next(_ids.counter), "x")
+    return _id_prefix % _next_id()

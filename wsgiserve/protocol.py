@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("wsgiserve.error")
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
 LINGER_SECONDS = 2.0  # how long a closing connection reads and drops what still arrives
 # A well-formed request line (RFC 9112 §3) whose method is a token (RFC 9110 §5.6.2).
 _METHOD_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [\x21-\x7e]+ HTTP/[0-9]\.[0-9]\r\n")
@@ -253,7 +254,6 @@ class HttpProtocol(asyncio.Protocol):
         parser = self._parser
         method = self._method
         url = self._url
-        version = parser.get_http_version()
         if len(method) + len(url) + 10 > self.settings.limit_request_line:
             self._error = URITooLong("request line too long")
             raise _ParserStop
@@ -263,6 +263,7 @@ class HttpProtocol(asyncio.Protocol):
         if self._carry:  # the line began in an earlier read
             protocol, _ = validate.protocol_name(method, url, self._carry + chunk, 0)
             self._carry = b""
+            version = None
         elif (
             # The usual case, checked without building the line: it starts where the
             # previous one's head ended and reads exactly "method SP url SP HTTP/".
@@ -274,8 +275,13 @@ class HttpProtocol(asyncio.Protocol):
         ):
             protocol = b"HTTP/"
             self._scan_from = protocol_at
+            # The version llhttp parsed is right there: "HTTP/1.1" (no formatting call).
+            version = _VERSIONS.get(chunk[protocol_at + 5 : protocol_at + 8])
         else:
             protocol, self._scan_from = validate.protocol_name(method, url, chunk, start)
+            version = None
+        if version is None:
+            version = parser.get_http_version()
         if protocol[:4] in (b"RTSP", b"ICE/"):
             self._error = BadRequest("not an HTTP request line")
             raise _ParserStop
