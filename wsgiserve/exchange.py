@@ -3,7 +3,7 @@
 Built on the loop thread (environ, body, what the client asked for), then used
 by exactly one worker thread. Its worker-side methods only *post* to the loop:
 bytes to write, the end of the response, an abort. The loop-side callbacks
-live on the connection's protocol and are reached through `Connection`.
+live on the connection's protocol and are reached through `ResponseSink`.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class ServerClock:
         self.stats: Any = None  # metrics.WorkerStats when metrics or statsd are on
 
 
-class Connection(Protocol):
+class ResponseSink(Protocol):
     """What an exchange needs from its connection; every method runs on the loop thread."""
 
     def on_send(self, data: Wire) -> None: ...
@@ -99,7 +99,7 @@ class Exchange:
 
     def __init__(
         self,
-        connection: Connection,
+        connection: ResponseSink,
         environ: Environ,
         body: Any,
         version: str,

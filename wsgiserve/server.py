@@ -22,6 +22,7 @@ import uvloop
 
 from . import logs, tls
 from .call import App, run_app
+from .connection import Connection
 from .environ import server_environ
 from .exchange import Exchange, ServerClock
 from .listeners import Listener, close_listener, open_listener, systemd_listeners
@@ -53,7 +54,7 @@ class Server:
             self.clock.access_log = logs.AccessLog(
                 settings.access_logformat, settings.access_log_json
             )
-        self.connections: set[HttpProtocol] = set()
+        self.connections: set[Connection] = set()
         self.ssl = tls.server_context(settings)
         self.proxies = TrustedProxies.parse(settings.forwarded_allow_ips)
         if settings.metrics_bind or settings.statsd_host:
@@ -112,7 +113,7 @@ class Server:
             self._servers.append(server)
         self.accepting = True
 
-    def connection_opened(self, connection: HttpProtocol) -> None:
+    def connection_opened(self, connection: Connection) -> None:
         self.connections.add(connection)
         if self.accepting and len(self.connections) >= self.max_connections:
             log.warning("%d connections (--max-connections): not accepting more for now",
@@ -122,7 +123,7 @@ class Server:
                 server.close()
             self._servers.clear()
 
-    def connection_closed(self, connection: HttpProtocol) -> None:
+    def connection_closed(self, connection: Connection) -> None:
         self.connections.discard(connection)
         if (
             not self.accepting
