@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__, config, logs, tls
+from . import __version__, accesslog, config, logs, tls
 from .appload import drop_privileges, load_app, prepare_process
 from .control import query_status
 from .errors import StartupError
@@ -247,7 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({"app": resolved.app, **shown}, indent=2, default=str))
         return 0
     try:
-        logs.AccessLog(settings.access_logformat, settings.access_log_json)  # fail before forking
+        # A bad format fails here, before any worker is forked.
+        accesslog.AccessLog(settings.access_logformat, settings.access_log_json)
         logs.configure(
             log_level=settings.log_level,
             error_logfile=settings.error_logfile,

@@ -56,7 +56,7 @@ class ServerClock:
         self.server_header = f"Server: {server_name}\r\n".encode("latin-1")
         self.draining = False
         self.now = 0.0
-        self.access_log: Any = None  # see logs.AccessLog
+        self.access_log: Any = None  # see accesslog.AccessLog
         # gunicorn-style request hooks from a config file, and the `worker` they receive
         self.pre_request: Any = None
         self.post_request: Any = None

@@ -20,7 +20,7 @@ from typing import Any
 
 import uvloop
 
-from . import logs, tls
+from . import accesslog, logs, tls
 from .call import App, run_app
 from .connection import Connection
 from .environ import server_environ
@@ -51,7 +51,7 @@ class Server:
         self.settings = settings
         self.clock = ServerClock(SERVER_NAME)
         if settings.access_logfile or settings.log_config:
-            self.clock.access_log = logs.AccessLog(
+            self.clock.access_log = accesslog.AccessLog(
                 settings.access_logformat, settings.access_log_json
             )
         self.connections: set[Connection] = set()

@@ -8,15 +8,13 @@ INT, QUIT: fast stop.  HUP: reload the configuration and replace every worker
 without dropping a request.  TTIN / TTOU: one worker more / less.
 USR1: reopen log files (here and in every worker).  CHLD: reap, and replace.
 
-A worker beats a byte into its own pipe once a second; one silent for longer
-than --timeout has a stuck event loop and is killed and replaced.
+What the supervisor knows of each worker (heartbeats, deadlines, why it exited, the
+back-off before a respawn) is kept in `roster`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import json
 import logging
 import os
 import select
@@ -34,8 +32,9 @@ from .control import ControlListeners
 from .listeners import Listener, close_listener
 from .metrics import render
 from .reload import start_watching
+from .roster import Roster, WorkerProcess
 from .settings import Settings
-from .worker import EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR, run_worker
+from .worker import EXIT_BOOT_ERROR, run_worker
 
 log = logging.getLogger("wsgiserve.error")
 
@@ -43,21 +42,6 @@ HANDLED = (
     signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTTIN,
     signal.SIGTTOU, signal.SIGUSR1, signal.SIGCHLD,
 )
-BOOT_FAILURES_ALLOWED = 5  # consecutive workers dying before their first heartbeat
-MAX_BACKOFF = 10.0  # seconds between respawns of a worker that keeps dying at boot
-
-
-@dataclass
-class WorkerProcess:
-    pid: int
-    heartbeat_fd: int  # the supervisor's read end
-    generation: int
-    started: float
-    last_beat: float
-    booted: bool = False
-    stopping: bool = False
-    killed: bool = False
-    snapshot: dict[str, Any] = field(default_factory=dict)  # its latest heartbeat
 
 
 @dataclass
@@ -82,13 +66,15 @@ class Supervisor:
     _signals: list[int] = field(default_factory=list)
     _wake_r: int = -1
     _wake_w: int = -1
-    _boot_failures: int = 0
-    _next_spawn: float = 0.0
     _exit_code: int | None = None
     _stopping_all: bool = False
     _control: ControlListeners | None = None
     restarts: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    _roster: Roster = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._roster = Roster(self.workers, self.restarts)  # the same dicts: hooks see them
 
     def run(self) -> int:
         """Supervise until stopped; returns the process exit code."""
@@ -206,8 +192,8 @@ class Supervisor:
             self._handle(self._signals.pop(0))
         self._reap()
         if self._exit_code is None:
-            self._check_heartbeats(now)
-            self._keep_count(now)
+            self._roster.kill_overdue(now, self.settings.timeout, self.settings.graceful_timeout)
+            self._roster.keep_count(self.target, self.generation, now, self._spawn)
 
     def _poll_interval(self) -> float:
         timeout = self.settings.timeout
@@ -220,15 +206,7 @@ class Supervisor:
             return
         if fd == self._wake_r or not data:
             return
-        for worker in self.workers.values():
-            if worker.heartbeat_fd == fd:
-                worker.last_beat = now
-                if not worker.booted:
-                    worker.booted = True
-                    self._boot_failures = 0
-                lines = data.rstrip(b"\n").rsplit(b"\n", 1)
-                with contextlib.suppress(ValueError):
-                    worker.snapshot = json.loads(lines[-1])
+        self._roster.beat(fd, data, now)
 
     def _handle(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
@@ -253,27 +231,9 @@ class Supervisor:
         elif signum == signal.SIGUSR1:
             log.info("Handling signal: USR1 (reopen log files)")
             logs.reopen_files()
-            self._signal_all(signal.SIGUSR1)
+            self._roster.signal_all(signal.SIGUSR1)
 
     # -- workers -----------------------------------------------------------------------------
-
-    def _keep_count(self, now: float) -> None:
-        current = [
-            w for w in self.workers.values()
-            if not w.stopping and w.generation == self.generation
-        ]
-        surplus = len(current) - self.target
-        for worker in sorted(current, key=lambda w: w.started)[: max(0, surplus)]:
-            self._retire(worker)
-        if len(current) < self.target and now >= self._next_spawn:
-            for _ in range(self.target - len(current)):
-                self._spawn()
-        # Old generation (after HUP): retire once the new one is up and beating.
-        booted_new = sum(1 for w in current if w.booted)
-        if booted_new >= min(self.target, len(current)) and booted_new:
-            for worker in list(self.workers.values()):
-                if worker.generation != self.generation and not worker.stopping:
-                    self._retire(worker)
 
     def _spawn(self) -> None:
         read_fd, write_fd = os.pipe()
@@ -296,11 +256,6 @@ class Supervisor:
         now = time.monotonic()
         self.workers[pid] = WorkerProcess(pid, read_fd, self.generation, now, now)
 
-    def _retire(self, worker: WorkerProcess) -> None:
-        worker.stopping = True
-        worker.last_beat = time.monotonic()  # it now has --graceful-timeout, not --timeout
-        _kill(worker.pid, signal.SIGTERM)
-
     def _reap(self) -> None:
         while True:
             try:
@@ -313,52 +268,15 @@ class Supervisor:
             if worker is None:
                 continue
             os.close(worker.heartbeat_fd)
-            code = os.waitstatus_to_exitcode(status)
             if worker.stopping or self._exit_code is not None:
                 if worker.stopping and not self._stopping_all:
-                    self._count_restart("retired")
+                    self._roster.count("retired")
                 continue
-            if code == EXIT_APP_LOAD_ERROR:
-                log.error("App failed to load in worker %d: stopping", pid)
-                self._halt(EXIT_APP_LOAD_ERROR)
-            elif not worker.booted and code != 0:
-                self._count_restart("boot_failure")
-                self._boot_failures += 1
-                if self._boot_failures >= BOOT_FAILURES_ALLOWED:
-                    log.error("Workers failed to boot %d times: stopping", self._boot_failures)
-                    self._halt(EXIT_BOOT_ERROR)
+            stop_code = self._roster.exited(worker, os.waitstatus_to_exitcode(status))
+            if stop_code is not None:
+                self._halt(stop_code)
+                if stop_code == EXIT_BOOT_ERROR:
                     return
-                delay = min(MAX_BACKOFF, 0.1 * 2**self._boot_failures)
-                self._next_spawn = time.monotonic() + delay
-                log.warning(
-                    "Worker %d died at boot (exit %d); retrying in %.1f s", pid, code, delay
-                )
-            elif code == 0:
-                self._count_restart("recycled")
-                log.info("Worker %d exited (recycled); replacing it", pid)
-            else:
-                self._count_restart("heartbeat" if worker.killed else "died")
-                log.warning("Worker %d died (exit %d); replacing it", pid, code)
-
-    def _count_restart(self, reason: str) -> None:
-        self.restarts[reason] = self.restarts.get(reason, 0) + 1
-
-    def _check_heartbeats(self, now: float) -> None:
-        timeout = self.settings.timeout
-        for worker in self.workers.values():
-            limit = self.settings.graceful_timeout + 1 if worker.stopping else timeout
-            if limit and not worker.killed and now - worker.last_beat > limit:
-                if worker.stopping:
-                    log.warning("Worker %d did not stop in time; killing it", worker.pid)
-                else:
-                    log.critical("Worker %d missed its heartbeat for %.0f s (--timeout %g): "
-                                 "killing it", worker.pid, now - worker.last_beat, timeout)
-                worker.killed = True
-                _kill(worker.pid, signal.SIGKILL)
-
-    def _signal_all(self, signum: int) -> None:
-        for worker in self.workers.values():
-            _kill(worker.pid, signum)
 
     # -- stopping and reloading ------------------------------------------------------------
 
@@ -366,7 +284,7 @@ class Supervisor:
         self._stopping_all = True
         for listener in self.listeners:  # no new connections reach this server
             close_listener(listener)
-        self._signal_all(signal.SIGTERM if graceful else signal.SIGQUIT)
+        self._roster.signal_all(signal.SIGTERM if graceful else signal.SIGQUIT)
         deadline = time.monotonic() + (self.settings.graceful_timeout if graceful else 2.0)
         while self.workers and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -377,7 +295,7 @@ class Supervisor:
                 return self._stop(graceful=False)
         if self.workers:
             log.warning("Killing %d worker(s) still running", len(self.workers))
-            self._signal_all(signal.SIGKILL)
+            self._roster.signal_all(signal.SIGKILL)
             while self.workers:
                 time.sleep(0.02)
                 self._reap_all()
@@ -389,12 +307,12 @@ class Supervisor:
         self._reap()
 
     def _halt(self, code: int) -> None:
-        self._signal_all(signal.SIGTERM)
+        self._roster.signal_all(signal.SIGTERM)
         deadline = time.monotonic() + self.settings.graceful_timeout
         while self.workers and time.monotonic() < deadline:
             time.sleep(0.05)
             self._reap_all()
-        self._signal_all(signal.SIGKILL)
+        self._roster.signal_all(signal.SIGKILL)
         self._exit_code = code
 
     def _reload(self) -> None:
@@ -427,11 +345,3 @@ def _set_title(role: str, name: str | None) -> None:
     except ImportError:
         return
     setproctitle.setproctitle(f"wsgiserve: {role} [{name or 'wsgiserve'}]")
-
-
-def _kill(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except OSError as error:
-        if error.errno != errno.ESRCH:
-            raise

@@ -10,8 +10,8 @@ import pytest
 PACKAGE = Path(__file__).parents[2] / "wsgiserve"
 
 # Worker-side and pure modules: they run in worker threads or hold no I/O at all.
-LOOP_FREE = ["body", "call", "config", "environ", "errors", "exchange", "flow", "logs", "pool",
-             "proxy", "reload", "response", "settings", "tls", "validate"]
+LOOP_FREE = ["accesslog", "body", "call", "config", "environ", "errors", "exchange", "flow", "logs",
+             "pool", "proxy", "reload", "response", "settings", "tls", "validate"]
 
 
 def imported_modules(module: str) -> set[str]:

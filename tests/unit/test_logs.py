@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from wsgiserve import logs
+from wsgiserve import accesslog, logs
 from wsgiserve.errors import StartupError
 
 # 2026-11-24 12:00:00.5 UTC is when the request starts; it took DURATION seconds.
@@ -57,7 +57,7 @@ def make_environ(**extra: Any) -> dict[str, Any]:
 @pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
     """Put the loggers back as they were and close every handler a test left behind."""
-    names = ["", "wsgiserve", logs.ERROR_LOG, logs.ACCESS_LOG]
+    names = ["", "wsgiserve", logs.ERROR_LOG, accesslog.ACCESS_LOG]
     saved = {}
     for name in names:
         logger = logging.getLogger(name)
@@ -98,7 +98,7 @@ def access_lines(
     """Log one request to an access-log file and return what the file holds."""
     path = tmp_path / "access.log"
     logs.configure(access_logfile=str(path), error_logfile=str(tmp_path / "error.log"))
-    access_log = logs.AccessLog(fmt, json_lines=json_lines)
+    access_log = accesslog.AccessLog(fmt, json_lines=json_lines)
     access_log(environ or make_environ(), status, HEADERS, sent, DURATION)
     data = path.read_bytes()
     assert data.isascii()
@@ -192,7 +192,7 @@ def test_text_atoms_for_headers_and_environ_are_escaped(tmp_path: Path) -> None:
     path = tmp_path / "access.log"
     logs.configure(access_logfile=str(path))
     fmt = "%({x-request-id}i)s|%({x-echo}o)s|%({HTTP_USER_AGENT}e)s|%(U)s|%(m)s"
-    logs.AccessLog(fmt)(hostile_environ() | {"REQUEST_METHOD": "G\x1bT"}, 200, headers, 1, 0.1)
+    accesslog.AccessLog(fmt)(hostile_environ() | {"REQUEST_METHOD": "G\x1bT"}, 200, headers, 1, 0.1)
     assert path.read_text("ascii").split("|") == [
         HOSTILE_ESCAPED, HOSTILE_ESCAPED, HOSTILE_ESCAPED, "/" + HOSTILE_ESCAPED, "G\\x1bT\n"
     ]
@@ -205,9 +205,9 @@ def test_text_lines_show_non_ascii_request_bytes_as_escapes(tmp_path: Path) -> N
 
 
 def test_escape() -> None:
-    assert logs.escape("/plain/path?q=1") == "/plain/path?q=1"
-    assert logs.escape('a"b\\c\td\x7f') == 'a\\"b\\\\c\\x09d\\x7f'
-    assert logs.escape("snow\u2603\u202e") == "snow\\u2603\\u202e"
+    assert accesslog.escape("/plain/path?q=1") == "/plain/path?q=1"
+    assert accesslog.escape('a"b\\c\td\x7f') == 'a\\"b\\\\c\\x09d\\x7f'
+    assert accesslog.escape("snow\u2603\u202e") == "snow\\u2603\\u202e"
 
 
 @pytest.mark.usefixtures("utc_clock")
@@ -268,8 +268,8 @@ def test_user_from_basic_authorization(tmp_path: Path, authorization: str, user:
 @pytest.mark.parametrize("fmt", ["%(zz)s", "%(h)d", "%(h)s 100%", "%s", "%({x}q)s"])
 def test_bad_formats_fail_at_construction(fmt: str) -> None:
     with pytest.raises(ValueError, match="access-log"):
-        logs.AccessLog(fmt)
-    logs.AccessLog(fmt, json_lines=True)  # JSON lines ignore the format
+        accesslog.AccessLog(fmt)
+    accesslog.AccessLog(fmt, json_lines=True)  # JSON lines ignore the format
 
 
 def test_numeric_conversions_and_literal_percent_are_allowed(tmp_path: Path) -> None:
@@ -290,7 +290,7 @@ def test_configure_writes_each_log_to_its_file(
         raise RuntimeError("boom\x1b[31m")
     except RuntimeError:
         error_log.exception("failed")
-    logs.AccessLog()(make_environ(), 200, [], 5, 0.01)
+    accesslog.AccessLog()(make_environ(), 200, [], 5, 0.01)
     errors = error_path.read_text("utf-8").splitlines()
     stamp = r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[\d+\] \[WARNING\] "
     assert re.match(stamp, errors[0])
@@ -308,7 +308,7 @@ def test_dash_means_stdout_for_access_and_stderr_for_errors(
 ) -> None:
     logs.configure(error_logfile="-", access_logfile="-")
     logging.getLogger(logs.ERROR_LOG).error("to stderr")
-    logs.AccessLog("%(m)s %(U)s")(make_environ(), 200, [], 5, 0.01)
+    accesslog.AccessLog("%(m)s %(U)s")(make_environ(), 200, [], 5, 0.01)
     out, err = capsys.readouterr()
     assert out == "GET /items/42\n"
     assert err.endswith("[ERROR] to stderr\n")
@@ -319,7 +319,7 @@ def test_access_log_is_off_by_default(
 ) -> None:
     logs.configure(error_logfile=str(tmp_path / "error.log"))
     assert not logs.access_log_enabled()
-    logs.AccessLog()(make_environ(), 200, [], 5, 0.01)
+    accesslog.AccessLog()(make_environ(), 200, [], 5, 0.01)
     assert capsys.readouterr() == ("", "")
     assert (tmp_path / "error.log").read_text("utf-8") == ""
     logs.configure(access_logfile=str(tmp_path / "access.log"))
@@ -329,10 +329,10 @@ def test_access_log_is_off_by_default(
 def test_reconfiguring_closes_the_files_it_opened(tmp_path: Path) -> None:
     logs.configure(access_logfile=str(tmp_path / "one.log"))
     logs.configure(access_logfile=str(tmp_path / "two.log"))
-    logs.AccessLog("%(m)s")(make_environ(), 200, [], 5, 0.01)
+    accesslog.AccessLog("%(m)s")(make_environ(), 200, [], 5, 0.01)
     assert (tmp_path / "one.log").read_text("ascii") == ""
     assert (tmp_path / "two.log").read_text("ascii") == "GET\n"
-    assert len(logging.getLogger(logs.ACCESS_LOG).handlers) == 1
+    assert len(logging.getLogger(accesslog.ACCESS_LOG).handlers) == 1
 
 
 def test_unopenable_log_file_is_a_startup_error(tmp_path: Path) -> None:
@@ -343,7 +343,7 @@ def test_unopenable_log_file_is_a_startup_error(tmp_path: Path) -> None:
 def test_reopen_files_after_rotation_writes_a_new_file_at_the_old_path(tmp_path: Path) -> None:
     error_path, access_path = tmp_path / "error.log", tmp_path / "access.log"
     logs.configure(error_logfile=str(error_path), access_logfile=str(access_path))
-    access_log = logs.AccessLog("%(U)s")
+    access_log = accesslog.AccessLog("%(U)s")
     access_log(make_environ(PATH_INFO="/before"), 200, [], 5, 0.01)
     logging.getLogger(logs.ERROR_LOG).warning("before")
     access_path.rename(tmp_path / "access.log.1")
@@ -361,7 +361,7 @@ def test_reopen_files_after_rotation_writes_a_new_file_at_the_old_path(tmp_path:
 def test_reopen_files_while_worker_threads_log_loses_no_line(tmp_path: Path) -> None:
     access_path = tmp_path / "access.log"
     logs.configure(access_logfile=str(access_path))
-    access_log = logs.AccessLog("%(U)s")
+    access_log = accesslog.AccessLog("%(U)s")
     failures: list[BaseException] = []
 
     def worker(number: int) -> None:
@@ -390,14 +390,14 @@ def test_log_config_json_takes_over_the_loggers_it_names(tmp_path: Path) -> None
         "formatters": {"plain": {"format": "%(name)s %(levelname)s %(message)s"}},
         "handlers": {"file": {"class": "logging.FileHandler", "filename": str(config_log),
                               "formatter": "plain"}},
-        "loggers": {logs.ACCESS_LOG: {"handlers": ["file"], "level": "INFO",
+        "loggers": {accesslog.ACCESS_LOG: {"handlers": ["file"], "level": "INFO",
                                       "propagate": False}},
     }
     config_path = tmp_path / "logging.json"
     config_path.write_text(json.dumps(config))
     logs.configure(log_config=str(config_path), error_logfile=str(error_path))
     assert logs.access_log_enabled()
-    logs.AccessLog("%(m)s %(U)s")(make_environ(), 200, [], 5, 0.01)
+    accesslog.AccessLog("%(m)s %(U)s")(make_environ(), 200, [], 5, 0.01)
     logging.getLogger(logs.ERROR_LOG).warning("still in the error file")
     assert config_log.read_text("utf-8") == "wsgiserve.access INFO GET /items/42\n"
     assert error_path.read_text("utf-8").endswith("[WARNING] still in the error file\n")
@@ -421,7 +421,7 @@ def test_log_config_toml_naming_an_ancestor_receives_our_loggers(tmp_path: Path)
     """))
     logs.configure(log_config=str(config_path), access_logfile=str(tmp_path / "ignored.log"))
     logging.getLogger(logs.ERROR_LOG).debug("debug via the config")
-    logs.AccessLog("%(m)s")(make_environ(), 200, [], 5, 0.01)
+    accesslog.AccessLog("%(m)s")(make_environ(), 200, [], 5, 0.01)
     assert config_log.read_text("utf-8") == (
         "wsgiserve.error DEBUG debug via the config\nwsgiserve.access INFO GET\n"
     )
