@@ -5,7 +5,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .errors import StartupError
-from .server import BackgroundServer, background_server, serve
+from .serving import BackgroundServer, background_server, serve
 from .settings import Settings
 
 __all__ = [

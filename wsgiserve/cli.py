@@ -20,7 +20,7 @@ from . import __version__, accesslog, config, logs, tls
 from .appload import drop_privileges, load_app, prepare_process
 from .control import query_status
 from .errors import StartupError
-from .server import open_listeners
+from .serving import open_listeners
 from .settings import Settings, setting_fields
 from .supervisor import Supervisor
 

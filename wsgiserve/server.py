@@ -1,5 +1,5 @@
-"""One process's server: the uvloop loop, its connections, the once-a-second clock,
-graceful shutdown, `serve()` and the background runner for tests."""
+"""One process's server: its listeners and connections, the thread pool, the
+once-a-second clock, and the graceful shutdown. `serving` runs it on a loop."""
 
 from __future__ import annotations
 
@@ -9,23 +9,19 @@ import functools
 import logging
 import os
 import resource
-import signal
 import sys
-import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
 
-import uvloop
-
-from . import accesslog, logs, tls
+from . import accesslog, tls
 from .call import App, run_app
 from .connection import Connection
 from .environ import server_environ
 from .exchange import Exchange, ServerClock
-from .listeners import Listener, close_listener, open_listener, systemd_listeners
+from .listeners import Listener, close_listener
 from .metrics import WorkerStats
 from .pool import WorkerPool
 from .protocol import HttpProtocol
@@ -275,149 +271,3 @@ def _report_if_slow(exchange: Exchange, threshold: float, flag: str) -> None:
         age, flag, threshold, environ["REQUEST_METHOD"], environ["PATH_INFO"],
         environ.get("wsgiserve.request_id", "-"), stack.rstrip(),
     )
-
-
-def settings_for(host: str, port: int, overrides: dict[str, Any]) -> Settings:
-    """Settings from `serve()`-style arguments: host and port unless `bind` is given."""
-    if "bind" not in overrides:
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        overrides = {**overrides, "bind": (address,)}
-    return Settings.from_mapping(overrides)
-
-
-def open_listeners(settings: Settings) -> list[Listener]:
-    scheme = "https" if settings.certfile else "http"
-    listeners = systemd_listeners(scheme)
-    if listeners:
-        log.info("Using %d socket(s) from systemd socket activation", len(listeners))
-        return listeners
-    try:
-        for spec in settings.bind:
-            listeners.append(
-                open_listener(spec, settings.backlog, scheme=scheme, reuse_port=settings.reuse_port)
-            )
-    except BaseException:
-        for listener in listeners:
-            close_listener(listener)
-        raise
-    return listeners
-
-
-def run(app: App, settings: Settings, listeners: list[Listener] | None = None) -> None:
-    """Serve until SIGINT or SIGTERM, then stop gracefully. Call from the main thread."""
-    if listeners is None:
-        listeners = open_listeners(settings)
-    server = Server(app, settings)
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, _on_signal, server, signum)
-        await server.start(listeners)
-        for listener in listeners:
-            log.info("Listening at: %s (%d)", listener.url, os.getpid())
-        await server.serve_until_stopped()
-        log.info("Shutdown complete")
-
-    uvloop.run(main())
-
-
-def _on_signal(server: Server, signum: int) -> None:
-    name = signal.Signals(signum).name
-    if server.stop_requested:
-        if signum == signal.SIGINT:  # a second Ctrl-C: the user is not waiting any more
-            log.warning("second %s: stopping now", name)
-            os._exit(1)
-        return
-    log.info("%s: stopping gracefully", name)
-    server.request_shutdown()
-
-
-def serve(app: App, host: str = "127.0.0.1", port: int = 8000, **settings: Any) -> None:
-    """Serve `app` until SIGINT or SIGTERM; blocks.
-
-    Args:
-        app: the WSGI application.
-        host, port: where to listen, unless `bind=[...]` is given.
-        **settings: any field of `wsgiserve.Settings`, e.g. `threads=16`.
-
-    Raises:
-        StartupError: the address cannot be bound.
-        TypeError: an unknown setting was given.
-    """
-    resolved = settings_for(host, port, settings)
-    logs.configure(
-        resolved.log_level,
-        resolved.access_logfile,
-        error_logfile=resolved.error_logfile,
-        log_config=resolved.log_config,
-        capture_output=resolved.capture_output,
-    )
-    run(app, resolved)
-
-
-class BackgroundServer:
-    """A server running in a thread of this process; see `background_server`."""
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        listener = server.listeners[0]
-        self.url = listener.url
-        address = listener.sock.getsockname()
-        self.host: str = address[0] if isinstance(address, tuple) else ""
-        self.port: int = address[1] if isinstance(address, tuple) else 0
-        self.urls = [item.url for item in server.listeners]
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.host, self.port
-
-
-@contextlib.contextmanager
-def background_server(
-    app: App, host: str = "127.0.0.1", port: int = 0, **settings: Any
-) -> Iterator[BackgroundServer]:
-    """Run `app` in a background thread for the length of a `with` block.
-
-    The server is listening when the block starts (port 0 picks a free port;
-    read it from `.url` or `.port`) and is stopped gracefully when it ends.
-    """
-    resolved = settings_for(host, port, settings)
-    if resolved.access_logfile or resolved.log_config or resolved.error_logfile:
-        logs.configure(
-            resolved.log_level,
-            resolved.access_logfile,
-            error_logfile=resolved.error_logfile,
-            log_config=resolved.log_config,
-            capture_output=resolved.capture_output,
-        )
-    listeners = open_listeners(resolved)
-    server = Server(app, resolved)
-    ready = threading.Event()
-    failure: list[BaseException] = []
-
-    async def main() -> None:
-        try:
-            await server.start(listeners)
-        finally:
-            ready.set()
-        await server.serve_until_stopped()
-
-    def target() -> None:
-        try:
-            uvloop.run(main())
-        except BaseException as error:
-            failure.append(error)
-            ready.set()
-
-    thread = threading.Thread(target=target, name="wsgiserve-background", daemon=True)
-    thread.start()
-    ready.wait()
-    if failure:
-        thread.join()
-        raise failure[0]
-    try:
-        yield BackgroundServer(server)
-    finally:
-        server.request_shutdown()
-        thread.join(resolved.graceful_timeout + 5)
