@@ -35,6 +35,16 @@ def settings_for(host: str, port: int, overrides: dict[str, Any]) -> Settings:
     return Settings.from_mapping(overrides)
 
 
+def _configure_logs(settings: Settings) -> None:
+    logs.configure(
+        settings.log_level,
+        settings.access_logfile,
+        error_logfile=settings.error_logfile,
+        log_config=settings.log_config,
+        capture_output=settings.capture_output,
+    )
+
+
 def open_listeners(settings: Settings) -> list[Listener]:
     scheme = "https" if settings.certfile else "http"
     listeners = systemd_listeners(scheme)
@@ -96,13 +106,7 @@ def serve(app: App, host: str = "127.0.0.1", port: int = 8000, **settings: Any) 
         TypeError: an unknown setting was given.
     """
     resolved = settings_for(host, port, settings)
-    logs.configure(
-        resolved.log_level,
-        resolved.access_logfile,
-        error_logfile=resolved.error_logfile,
-        log_config=resolved.log_config,
-        capture_output=resolved.capture_output,
-    )
+    _configure_logs(resolved)
     run(app, resolved)
 
 
@@ -133,14 +137,9 @@ def background_server(
     read it from `.url` or `.port`) and is stopped gracefully when it ends.
     """
     resolved = settings_for(host, port, settings)
+    # In a test process, logging is left alone unless a log destination was asked for.
     if resolved.access_logfile or resolved.log_config or resolved.error_logfile:
-        logs.configure(
-            resolved.log_level,
-            resolved.access_logfile,
-            error_logfile=resolved.error_logfile,
-            log_config=resolved.log_config,
-            capture_output=resolved.capture_output,
-        )
+        _configure_logs(resolved)
     listeners = open_listeners(resolved)
     server = Server(app, resolved)
     ready = threading.Event()
