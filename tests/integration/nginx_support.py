@@ -105,6 +105,11 @@ def _listen(host: str) -> socket.socket:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, 0))
         sock.listen(511)  # nginx's own default backlog
+        # nginx uses an inherited socket as it finds it (ngx_open_listening_sockets: "TODO:
+        # nonblocking"); its own are non-blocking. On a blocking one, a worker woken for a
+        # connection that the other worker accepted first sits in accept4() - with every
+        # request it holds - until another connection arrives (a 30 s client timeout here).
+        sock.setblocking(False)
     except BaseException:
         sock.close()
         raise
@@ -155,8 +160,11 @@ class Nginx:
         return path.read_text(errors="replace") if path.exists() else "(no error.log)"
 
     def diagnostics(self) -> str:
-        """nginx's stderr and error log, for assertion messages."""
-        return f"nginx stderr:\n{self.log.text}\nnginx error.log:\n{self.error_log}"
+        """nginx's stderr, error log and where its processes wait, for assertion messages."""
+        return (
+            f"nginx stderr:\n{self.log.text}\nnginx error.log:\n{self.error_log}\n"
+            f"nginx processes waiting in (/proc/PID/wchan): {_wait_channels(self.proc.pid)}"
+        )
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int:
         """SIGQUIT (graceful stop) to the master, then SIGKILL to it and its workers."""
@@ -178,6 +186,15 @@ class Nginx:
             if self.proc.stderr is not None:
                 self.proc.stderr.close()
         return self.proc.returncode
+
+
+def _wait_channels(pid: int) -> dict[int, str]:
+    """pid -> the kernel function it sleeps in, for nginx's master and workers (Linux)."""
+    channels = {}
+    for each in [pid, *_children(pid)]:
+        with contextlib.suppress(OSError):
+            channels[each] = Path(f"/proc/{each}/wchan").read_text() or "running"
+    return channels
 
 
 def _children(pid: int) -> list[int]:

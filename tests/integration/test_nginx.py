@@ -10,6 +10,7 @@ Every wait is bounded; nothing asserts how long something took.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -120,6 +121,13 @@ def _env(url: str, **headers: str) -> dict[str, object]:
 def test_nginx_is_installed() -> None:
     # Fails (never skips) without nginx, saying how to get it; every other test here errors.
     assert Path(nginx_binary()).exists()
+
+
+def test_nginx_inherits_non_blocking_listening_sockets(stack: Stack) -> None:
+    # O_NONBLOCK belongs to the open file, which nginx shares with us: a blocking one lets a
+    # worker hang in accept4() with the requests it holds (seen as a rare 30 s ReadTimeout).
+    assert stack.nginx.sockets
+    assert not any(os.get_blocking(sock.fileno()) for sock in stack.nginx.sockets)
 
 
 # -- what the app sees of the client ----------------------------------------------------
