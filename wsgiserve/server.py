@@ -32,6 +32,7 @@ from .settings import Settings
 log = logging.getLogger("wsgiserve.error")
 
 SERVER_NAME = "wsgiserve"
+TICK = 1.0  # seconds between runs of _tick: the clock's and the timers' resolution
 FIRST_REQUEST_GRACE = 2.0  # seconds a fresh connection may still send a request on shutdown
 
 
@@ -201,8 +202,12 @@ class Server:
         settings = self.settings
         report_after = settings.slow_request_threshold or settings.timeout
         flag = "--slow-request-threshold" if settings.slow_request_threshold else "--timeout"
+        # A connection's time stamps are `clock.now`, which lags by up to one tick; timers
+        # measured against a tick ago never fire before their full duration (a keep-alive
+        # connection closed early races the proxy in front reusing it).
+        horizon = now - TICK
         for connection in list(self.connections):
-            connection.check_timers(now)
+            connection.check_timers(horizon)
             exchange = connection.current
             if report_after and exchange is not None and not exchange.reported:
                 _report_if_slow(exchange, report_after, flag)
@@ -211,7 +216,7 @@ class Server:
                 callback()
             except Exception:
                 log.exception("error in a periodic callback")
-        self._ticker = loop.call_at(now + 1.0, self._tick)
+        self._ticker = loop.call_at(now + TICK, self._tick)
 
     def snapshot(self) -> dict[str, Any]:
         """What this worker is doing now: for `wsgiserve status` and the metrics."""

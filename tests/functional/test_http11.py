@@ -233,6 +233,22 @@ def test_idle_keep_alive_connection_is_closed(serve: Serve, connect: Callable[..
     assert conn.buffer == b""
 
 
+def test_an_idle_keep_alive_connection_is_kept_for_the_whole_keep_alive(
+    serve: Serve, connect: Callable[..., Conn]
+) -> None:
+    # A proxy in front may reuse an idle upstream connection until just below our
+    # --keep-alive; closing one earlier (even a fraction of a second) races its next request.
+    server = serve(path_app(Seen()), keep_alive=1)
+    for _ in range(2):  # at different phases of the server's once-a-second clock
+        conn = connect(server.address)
+        conn.send(get())
+        assert conn.response().status == 200
+        answered = time.monotonic()
+        assert conn.closed_by_server(timeout=8)
+        assert time.monotonic() - answered >= 0.95  # timer-resolution slack on the client side
+        time.sleep(0.3)
+
+
 # -- pipelining -------------------------------------------------------------------------
 
 
