@@ -9,6 +9,7 @@ close after an error, an abort, and the close of idle connections on shutdown.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import collections
 import enum
@@ -44,7 +45,7 @@ PAUSED_PIPELINE = 2  # parsed requests are waiting behind the one in the app
 PAUSED_POOL = 4  # every thread is busy and the pool's queue is full
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.Protocol, metaclass=abc.ABCMeta):
     """The transport, flow control, timeouts and closing of one connection.
 
     Subclasses parse requests into `_pipeline`, run `current`, and provide
@@ -89,11 +90,13 @@ class Connection(asyncio.Protocol):
         self._receiving: Exchange | None = None  # whose body is arriving
         self._stop_parsing = False  # no request after the current ones will be served
 
+    @abc.abstractmethod
     def _refuse(self, error: HTTPError) -> None:
-        raise NotImplementedError
+        """Answer `error` once the requests before it are answered, then close."""
 
+    @abc.abstractmethod
     def _dispatch(self) -> None:
-        raise NotImplementedError
+        """Start the next pipelined request if none is in the app."""
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None:

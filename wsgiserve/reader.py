@@ -9,6 +9,7 @@ that must not reach the app. `protocol.HttpProtocol` runs what it queues.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import functools
 import logging
@@ -90,16 +91,19 @@ class RequestReader(Connection):
         self._field_count = 0
         self._body_waker: Any = None
 
-    # What the worker posts back; HttpProtocol implements them (exchange.ResponseSink).
+    # What the worker posts back (exchange.ResponseSink), implemented by HttpProtocol.
 
+    @abc.abstractmethod
     def on_send(self, data: Wire) -> None:
-        raise NotImplementedError
+        """Write a piece of the response."""
 
+    @abc.abstractmethod
     def on_end(self, ending: tuple[Wire, bool]) -> None:
-        raise NotImplementedError
+        """Write the last bytes; the bool says whether the connection may carry another request."""
 
+    @abc.abstractmethod
     def on_abort(self, exchange: Exchange) -> None:
-        raise NotImplementedError
+        """The response cannot be completed: reset the connection."""
 
     # -- asyncio callbacks ---------------------------------------------------------------
 
