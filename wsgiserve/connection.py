@@ -105,9 +105,8 @@ class Connection(asyncio.Protocol, metaclass=abc.ABCMeta):
         self.transport = None
         self.server.connection_closed(self)
         self.gate.abort()
-        gone = ClientDisconnected("client disconnected")
         if self.current is not None and isinstance(self.current.body, RequestBody):
-            self.current.body.fail(gone)
+            self.current.body.fail(ClientDisconnected("client disconnected"))
         self._pipeline.clear()
 
     # -- writing -------------------------------------------------------------------------
