@@ -25,10 +25,24 @@ App = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def run_app(app: App, exchange: Exchange) -> None:
-    """Call `app` for `exchange` and hand the whole response to the loop. Never raises."""
-    if exchange.gate.closed:  # the client left while the request waited for a thread
-        exchange.abort()
-        return
+    """Call `app` for `exchange` and hand the whole response to the loop. Never raises.
+
+    Whatever happens — the client gone at any moment, the app raising anything,
+    `BaseException` included — the loop hears exactly once how the request ended, which
+    is what gives its pool slot and its connection back.
+    """
+    try:
+        if exchange.gate.closed:  # the client left while the request waited for a thread
+            return
+        _run(app, exchange)
+    except BaseException:  # _run handles the app's errors; this is the last net
+        log.exception("unexpected error while finishing %s", _describe(exchange))
+    finally:
+        if not exchange.ended:
+            exchange.abort()
+
+
+def _run(app: App, exchange: Exchange) -> None:
     exchange.thread_id = get_ident()
     clock = exchange.clock
     if clock.pre_request is not None:
@@ -46,9 +60,8 @@ def run_app(app: App, exchange: Exchange) -> None:
     except ClientDisconnected:
         log.debug("client went away during %s", _describe(exchange))
         _close(result, exchange)
-        exchange.abort()
         return
-    except Exception as error:
+    except BaseException as error:  # SystemExit from an app is its error, not ours to obey
         _close(result, exchange)
         _fail(exchange, response, error)
         return
@@ -60,7 +73,10 @@ def run_app(app: App, exchange: Exchange) -> None:
         or clock.post_request is not None
     ):
         _log_access(exchange, response)
-    response.complete()
+    try:
+        response.complete()
+    except ClientDisconnected:
+        log.debug("client went away at the end of %s", _describe(exchange))
 
 
 def _stream(response: Response, result: Iterable[bytes], head_request: bool) -> None:
@@ -79,11 +95,11 @@ def _close(result: Any, exchange: Exchange) -> None:
     if close is not None:
         try:
             close()
-        except Exception:
+        except BaseException:
             log.exception("error closing the app's iterable for %s", _describe(exchange))
 
 
-def _fail(exchange: Exchange, response: Response, error: Exception) -> None:
+def _fail(exchange: Exchange, response: Response, error: BaseException) -> None:
     if isinstance(error, BodyFramingError):
         log.info("bad request body for %s: %s", _describe(exchange), error)
         status, message = error.status, error.status + "\n"
@@ -91,8 +107,7 @@ def _fail(exchange: Exchange, response: Response, error: Exception) -> None:
         log.error("error handling %s", _describe(exchange), exc_info=error)
         status, message = "500 Internal Server Error", "500 Internal Server Error\n"
     if response.head_sent:
-        exchange.abort()
-        return
+        return  # run_app aborts: a cut stream must not pass for a whole one
     exchange.keep_alive = exchange.keep_alive and not isinstance(error, BodyFramingError)
     fallback = Response(exchange)
     status, headers, body = plain_error(status, message)
@@ -102,7 +117,7 @@ def _fail(exchange: Exchange, response: Response, error: Exception) -> None:
         _log_access(exchange, fallback)
         fallback.complete()
     except ClientDisconnected:
-        exchange.abort()
+        pass  # run_app aborts
 
 
 def _log_access(exchange: Exchange, response: Response) -> None:
@@ -154,7 +169,7 @@ class HookResponse:
 def _hook(hook: Callable[..., Any], *args: Any) -> None:
     try:
         hook(*args)
-    except Exception:
+    except BaseException:
         log.exception("the %s hook failed", getattr(hook, "__name__", "request"))
 
 

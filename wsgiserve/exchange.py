@@ -84,6 +84,7 @@ class Exchange:
         "body",
         "clock",
         "connection",
+        "ended",
         "environ",
         "error",
         "gate",
@@ -122,6 +123,9 @@ class Exchange:
         self.started_at = time.monotonic()
         self.thread_id: int | None = None  # the worker thread running it, once one does
         self.reported = False  # logged as running too long
+        # Worker thread: the loop has been told how the response ends (on_end or on_abort).
+        # `call.run_app` checks it on the way out, so no path leaves the loop waiting.
+        self.ended = False
 
     # -- worker thread -----------------------------------------------------------------
 
@@ -148,9 +152,11 @@ class Exchange:
     def end(self, data: Wire, keep_alive: bool) -> None:
         if data:
             self.gate.reserve(len(data) if type(data) is bytes else wire_size(data))
+        self.ended = True
         self.post(self.connection.on_end, (data, keep_alive))
 
     def abort(self) -> None:
+        self.ended = True
         self.post(self.connection.on_abort, self)
 
     def log_error(self, message: str) -> None:
