@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from .errors import StartupError
 from .serving import BackgroundServer, background_server, serve
 from .settings import Settings
+from .version import __version__
 
 __all__ = [
     "BackgroundServer",

@@ -108,9 +108,10 @@ def _fail(exchange: Exchange, response: Response, error: BaseException) -> None:
         status, message = "500 Internal Server Error", "500 Internal Server Error\n"
     if response.head_sent:
         return  # run_app aborts: a cut stream must not pass for a whole one
-    exchange.keep_alive = exchange.keep_alive and not isinstance(error, BodyFramingError)
     fallback = Response(exchange)
     status, headers, body = plain_error(status, message)
+    if isinstance(error, BodyFramingError):
+        headers.append(("Connection", "close"))  # the rest of the body cannot be trusted
     try:
         fallback.start_response(status, headers)
         fallback.finish_with(body)

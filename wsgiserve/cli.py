@@ -16,13 +16,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__, accesslog, config, logs, tls
+from . import accesslog, config, logs, tls
 from .appload import drop_privileges, load_app, prepare_process
 from .control import query_status
 from .errors import StartupError
 from .serving import open_listeners
 from .settings import Settings, setting_fields
 from .supervisor import Supervisor
+from .version import __version__
 
 EXIT_USAGE = 2
 

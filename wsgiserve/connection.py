@@ -1,42 +1,47 @@
-"""Loop thread only: the life of one connection, whatever it carries.
+"""Loop thread only: one connection, from accept to close.
 
-`Connection` owns the transport's side of a connection: why reading is paused,
-the write gate that stalls a worker behind a slow client, the four timeouts
-(`check_timers`), and every way a connection ends: a plain close, a lingering
-close after an error, an abort, and the close of idle connections on shutdown.
-`protocol.HttpProtocol` builds on it with the HTTP parsing and the requests.
+`HttpConnection` is the `asyncio.Protocol` of one connection. It owns the
+transport, its `RequestParser`, the connection's state (`state.Reading` and
+`state.Closing`: every assignment of them is in this file), the pipeline of
+requests taken in, why reading is paused, the response pieces of the current
+batch, the hand-over to the pool and the worker's completions, the timers (as
+`state.timer_action` rules them) and every way of closing. Nothing here blocks or
+calls the app.
 """
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import collections
-import enum
+import functools
 import logging
-from typing import TYPE_CHECKING
+from typing import Any
 
-from .body import RequestBody
-from .errors import BodyTimeout, ClientDisconnected, HTTPError, RequestTimeout
-from .exchange import Exchange
+from .body import EMPTY_BODY, RequestBody
+from .context import ConnectionContext
+from .environ import Environ, connection_environ
+from .errors import (
+    BadRequest,
+    BodyFramingError,
+    BodyTimeout,
+    BodyTooLarge,
+    ClientDisconnected,
+    HTTPError,
+    RequestTimeout,
+    ServiceUnavailable,
+)
+from .exchange import Exchange, Wire, wire_size
 from .flow import WriteGate
-
-if TYPE_CHECKING:
-    from .server import Server
-    from .settings import Settings
+from .parser import RequestParser
+from .state import Action, Closing, Reading, Stamps, timer_action
 
 log = logging.getLogger("wsgiserve.error")
 
-LINGER_SECONDS = 2.0  # how long a closing connection reads and drops what still arrives
-
-
-class Phase(enum.Enum):
-    """Where the connection is; transitions happen only in the methods named beside each."""
-
-    IDLE = "idle"  # between requests, nothing received yet (__init__, _next)
-    ACTIVE = "active"  # bytes of a request arrived; it may be waiting or running (data_received)
-    CLOSED = "closed"  # the transport is closing or gone (_close, connection_lost)
-
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# Requests parsed and waiting behind the one in the app; past this, parsing stops at the
+# next request boundary and reading pauses (the memory a pipelining client can make us
+# hold is this many environs, plus one read of raw bytes).
+PIPELINE_AHEAD = 4
 
 # Why reading is paused, as bits of one int (an IntFlag costs too much per request);
 # reading resumes when no reason is left.
@@ -44,86 +49,397 @@ PAUSED_BODY = 1  # the current request's body buffer is full
 PAUSED_PIPELINE = 2  # parsed requests are waiting behind the one in the app
 PAUSED_POOL = 4  # every thread is busy and the pool's queue is full
 
+_BODY_STATES = (Reading.BODY, Reading.DRAINING)
 
-class Connection(asyncio.Protocol, metaclass=abc.ABCMeta):
-    """The transport, flow control, timeouts and closing of one connection.
 
-    Subclasses parse requests into `_pipeline`, run `current`, and provide
-    `_refuse` (answer an error, then close) and `_dispatch` (start the next request).
-    """
-
+class HttpConnection(asyncio.Protocol):
     # Slots keep an idle keep-alive connection small (no per-instance __dict__).
     __slots__ = (
-        "_closing_since",
-        "_head_since",
-        "_linger_until",
+        "_body_waker",
+        "_continue_owed",
+        "_eof",
+        "_outbox",
+        "_parser",
         "_paused",
         "_pipeline",
         "_receiving",
-        "_served",
-        "_stalled_since",
-        "_stop_parsing",
+        "_refusal",
+        "_responded",
+        "_sent",
+        "_unparsed",
+        "closing",
+        "context",
         "current",
         "gate",
-        "idle_since",
-        "phase",
-        "server",
-        "settings",
+        "reading",
+        "served",
+        "stamps",
         "transport",
     )
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.settings: Settings = server.settings
+    def __init__(self, context: ConnectionContext) -> None:
+        self.context = context
         self.transport: asyncio.Transport | None = None
-        self.phase = Phase.IDLE
-        self.idle_since = server.clock.now  # last bytes received, or the last response's end
-        self._head_since = server.clock.now  # when we began waiting for the current head
-        self._stalled_since = 0.0  # when the transport last paused writing
-        self._linger_until = 0.0  # set by _close_lingering: when to stop dropping input
-        self._closing_since = 0.0  # when close() was asked for; the transport may still flush
-        self._served = 0
+        self.reading = Reading.IDLE
+        self.closing = Closing.OPEN
+        self.stamps = Stamps(since=context.clock.now)
+        self.served = 0  # responses completed
         self.gate = WriteGate()
-        self._paused = 0
-        self._pipeline: collections.deque[Exchange | HTTPError] = collections.deque()
         self.current: Exchange | None = None  # in the pool or the app
-        self._receiving: Exchange | None = None  # whose body is arriving
-        self._stop_parsing = False  # no request after the current ones will be served
+        self._parser: RequestParser | None = None  # made once the addresses are known
+        self._pipeline: collections.deque[Exchange] = collections.deque()  # parsed, waiting
+        self._refusal: HTTPError | None = None  # answered after the pipeline, then close
+        self._receiving: Exchange | None = None  # whose message is arriving
+        self._paused = 0
+        self._unparsed = b""  # input held back while the pipeline is full
+        self._eof = False  # the client finished sending
+        self._outbox: list[bytes] = []  # response pieces of this batch, not yet written
+        self._responded = False  # the current response has begun on the wire
+        self._continue_owed = False  # the arriving body waits for our `100 Continue`
+        self._sent = 0  # bytes given to the transport
+        self._body_waker: Any = None
 
-    @abc.abstractmethod
-    def _refuse(self, error: HTTPError) -> None:
-        """Answer `error` once the requests before it are answered, then close."""
+    # -- asyncio callbacks ---------------------------------------------------------------
 
-    @abc.abstractmethod
-    def _dispatch(self) -> None:
-        """Start the next pipelined request if none is in the app."""
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        context = self.context
+        environ_base = connection_environ(
+            context.environ_base,
+            transport.get_extra_info("sockname"),
+            transport.get_extra_info("peername"),
+        )
+        self._parser = RequestParser(
+            self, context.settings, environ_base, context.proxies, context.head_limit
+        )
+        context.opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        parser = self._parser
+        if parser is None or parser.stopped:
+            return  # after a close request, an error or EOF; or lingering: dropped
+        if self._unparsed:  # the pipeline is full: hold this too, it is one read at most
+            self._unparsed += data
+            return
+        if self.reading is Reading.IDLE:
+            self.reading = Reading.HEAD
+            self.stamps.since = self.context.clock.now
+        try:
+            self._parse(data)
+            self._dispatch()
+        except Exception:  # a bug of ours: cost this connection, never the loop
+            log.exception("internal error on a connection; aborting it")
+            self._abort()
+
+    def eof_received(self) -> bool:
+        # The client finished sending. Requests taken in still get their answers
+        # (half-close); a request cut short can never complete.
+        self._eof = True
+        receiving = self._receiving
+        if receiving is not None and receiving.body is not EMPTY_BODY:
+            self._receiving = None
+            if receiving is self.current:
+                receiving.body.fail(BodyFramingError("the request body was cut short"))
+            elif receiving in self._pipeline:
+                self._pipeline.remove(receiving)
+                refusal = BadRequest("the request body was cut short")
+                refusal.head_request = receiving.head_request
+                self._refuse(refusal)
+        if not self._unparsed:
+            self._stop_reading()
+        try:
+            self._dispatch()
+        except Exception:
+            log.exception("internal error on a connection; aborting it")
+            self._abort()
+        # With nothing to answer, returning False lets the transport close.
+        return self.in_flight() or self._refusal is not None
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None:
             log.debug("connection lost: %s", exc)
-        self.phase = Phase.CLOSED
+        self.closing = Closing.CLOSED
         self.transport = None
-        self.server.connection_closed(self)
+        if self._parser is not None:
+            self._parser.stop()
+        self.context.closed(self)
         self.gate.abort()
-        if self.current is not None and isinstance(self.current.body, RequestBody):
-            self.current.body.fail(ClientDisconnected("client disconnected"))
+        current = self.current
+        if current is not None and isinstance(current.body, RequestBody):
+            current.body.fail(ClientDisconnected("client disconnected"))
         self._pipeline.clear()
-
-    # -- writing -------------------------------------------------------------------------
+        self._receiving = None
+        self._unparsed = b""
 
     def pause_writing(self) -> None:
         self.gate.pause()
-        self._stalled_since = self.server.clock.now
+        stamps = self.stamps
+        stamps.write_stalled_since = self.context.clock.now
+        stamps.write_sent_at_stall = stamps.write_sent = self._taken()
 
     def resume_writing(self) -> None:
         self.gate.resume()
+        self.stamps.write_stalled_since = 0.0
 
-    # -- reading and closing ---------------------------------------------------------------
+    # -- what the parser reports (parser.RequestSink) --------------------------------------
+
+    def on_head(
+        self,
+        environ: Environ,
+        version: str,
+        keep_alive: bool,
+        length: int | None,
+        expect_continue: bool,
+        upgrade: bool,
+    ) -> None:
+        context = self.context
+        body: Any = EMPTY_BODY
+        if length != 0:
+            body = RequestBody(self._body_wanted_callback(), length, expect_continue)
+        environ["wsgi.input"] = body
+        # An Upgrade we decline closes the connection after the response.
+        exchange = Exchange(
+            self, environ, body, version, keep_alive and not upgrade, self.gate,
+            context.clock, context.pool.post,
+        )
+        self._receiving = exchange
+        self._pipeline.append(exchange)
+        if length != 0:
+            preread = context.settings.body_preread
+            # A short body already on its way is read whole before the app runs, so no
+            # app thread waits on the network for it; with 100-continue the app decides.
+            exchange.hold = length is not None and length <= preread and not expect_continue
+            self._continue_owed = expect_continue
+            stamps = self.stamps
+            stamps.body_received = 0
+            stamps.body_wanted_before = stamps.body_wanted_since = 0.0
+            self.reading = Reading.BODY
+            self._update_wanted()
+        if len(self._pipeline) >= PIPELINE_AHEAD:
+            assert self._parser is not None
+            self._parser.pause_after_head = True
+
+    def on_body(self, data: bytes) -> None:
+        receiving = self._receiving
+        if receiving is None:
+            return
+        stamps = self.stamps
+        stamps.body_received += len(data)
+        stamps.body_progress = self.context.clock.now
+        if receiving.body.feed(data):
+            self._pause(PAUSED_BODY)
+
+    def on_message_end(self) -> None:
+        receiving = self._receiving
+        if receiving is None:
+            return
+        self._receiving = None
+        if receiving.body is not EMPTY_BODY:
+            receiving.body.finish()
+            receiving.hold = False
+            self._update_wanted(False)
+        self.reading = Reading.IDLE
+        self.stamps.since = self.context.clock.now
+        if not receiving.keep_alive:
+            self._stop_reading()  # bytes after a `Connection: close` request are ignored
+
+    def on_refused(self, error: HTTPError, in_body: bool) -> None:
+        log.debug("refusing a request: %s", error.detail)
+        receiving = self._receiving
+        if in_body and receiving is not None:
+            self._receiving = None
+            receiving.keep_alive = False
+            if receiving is self.current:
+                # The app is reading this body: its next read raises, and the app answers.
+                failure = BodyTooLarge if error.status == 413 else BodyFramingError
+                receiving.body.fail(failure(error.detail))
+                self._stop_reading()
+                return
+            if receiving in self._pipeline:
+                self._pipeline.remove(receiving)
+            elif self.reading is Reading.DRAINING:  # already answered: just go
+                self._stop_reading()
+                self._close()
+                return
+        self._refuse(error)
+
+    # -- what the worker posts back (exchange.ResponseSink) --------------------------------
+
+    def on_send(self, data: Wire) -> None:
+        # Pieces of one response posted in one batch leave together: one writev, not one
+        # send() each (a streamed body posts many small pieces).
+        self._responded = True
+        outbox = self._outbox
+        if not outbox:
+            self.context.pool.after_batch(self._flush)
+        if isinstance(data, bytes):
+            outbox.append(data)
+        else:
+            outbox.extend(data)
+
+    def on_end(self, ending: tuple[Wire, bool]) -> None:
+        data, keep_alive = ending
+        if self._outbox:
+            self._flush()
+        self.context.pool.finished()
+        self.served += 1
+        exchange = self.current
+        self.current = None
+        if self.transport is None or exchange is None:
+            return
+        if data:
+            self._write(data)
+        if not keep_alive or not exchange.keep_alive:
+            unread = self._receiving is exchange
+            self._stop_reading()
+            if unread:
+                self._close_lingering()  # the client may still be sending the body
+            else:
+                self._close()
+            return
+        if self._receiving is exchange:
+            # Keep the connection: read and drop the rest of the unread body.
+            body = exchange.body
+            body.discard()
+            self.reading = Reading.DRAINING
+            if body.paused_reading:
+                body.paused_reading = False
+                self._resume(PAUSED_BODY)
+            self._update_wanted()
+        elif self.reading is Reading.IDLE or self.reading is Reading.HEAD:
+            self.stamps.since = self.context.clock.now  # the client's timers start now
+        self._dispatch()
+        self._close_if_done()
+
+    def on_abort(self, exchange: Exchange) -> None:
+        self.context.pool.finished()
+        self.current = None
+        self._flush()  # what the app produced before failing leaves first, then the reset
+        self._abort()
+
+    # -- parsing and dispatch ---------------------------------------------------------------
+
+    def _parse(self, data: bytes) -> None:
+        parser = self._parser
+        assert parser is not None
+        rest = parser.feed(data)
+        if self.reading is Reading.IDLE and parser.in_head:
+            self.reading = Reading.HEAD  # part of the next request arrived with this one
+            self.stamps.since = self.context.clock.now
+        if rest:
+            self._unparsed = rest
+            self._pause(PAUSED_PIPELINE)
+
+    def _dispatch(self) -> None:
+        """Start the next request if none is in the app; answer a refusal once its turn
+        comes; parse held-back input once the pipeline has room."""
+        while self.transport is not None and self.current is None:
+            pipeline = self._pipeline
+            if pipeline:
+                exchange = pipeline[0]
+                if exchange.hold:
+                    break  # its short body is still arriving
+                pool = self.context.pool
+                limit = self.context.settings.limit_concurrency
+                if limit and pool.in_flight >= limit:
+                    pipeline.clear()
+                    self._receiving = None
+                    refusal = ServiceUnavailable("too many requests in this worker")
+                    refusal.head_request = exchange.head_request
+                    self._refuse(refusal)
+                    continue
+                if pool.in_flight >= pool.capacity and not pool.admit(self._admitted):
+                    self._pause(PAUSED_POOL)
+                    break
+                pipeline.popleft()
+                self.current = exchange
+                self._responded = False
+                pool.submit(exchange)
+            elif self._refusal is not None:
+                answer, self._refusal = self._refusal, None
+                clock = self.context.clock
+                self._write(answer.response_bytes(clock.date_header, clock.server_header))
+                self._close_lingering()
+                return
+            else:
+                break
+        parser = self._parser
+        if parser is None:
+            return
+        parser.pause_after_head = len(self._pipeline) >= PIPELINE_AHEAD
+        if self._unparsed and not parser.pause_after_head and self.transport is not None:
+            data, self._unparsed = self._unparsed, b""
+            self._parse(data)
+            if not self._unparsed:
+                self._resume(PAUSED_PIPELINE)
+                if self._eof:
+                    self._stop_reading()
+            self._dispatch()
+
+    def _admitted(self) -> None:
+        self._resume(PAUSED_POOL)
+        self._dispatch()
+
+    def in_flight(self) -> bool:
+        """True while a request is waiting for, or running in, the app."""
+        return self.current is not None or bool(self._pipeline)
+
+    def _refuse(self, error: HTTPError) -> None:
+        """Answer `error` once the requests before it are answered, then close."""
+        if self._refusal is None:
+            self._refusal = error
+        self._stop_reading()
+
+    # -- request bodies ---------------------------------------------------------------------
+
+    def _body_wanted_callback(self) -> Any:
+        # One per connection, made for its first request with a body.
+        waker = self._body_waker
+        if waker is None:
+            waker = self._body_waker = functools.partial(
+                self.context.pool.post, self._on_body_wanted, None
+            )
+        return waker
+
+    def _on_body_wanted(self, _: None) -> None:
+        current = self.current
+        if current is None or self.transport is None:
+            return
+        body = current.body
+        if not isinstance(body, RequestBody):
+            return
+        if body.continue_requested and not body.continue_sent:
+            body.continue_sent = True
+            self._continue_owed = False
+            if not self._responded:  # RFC 9110 §10.1.1: no 100 once the final response began
+                self._write(CONTINUE)
+        if body.paused_reading:
+            body.paused_reading = False
+            self._resume(PAUSED_BODY)
+        self._update_wanted()
+
+    def _update_wanted(self, wanted: bool | None = None) -> None:
+        """Keep the body clocks: they run only while we want the client's body bytes."""
+        if wanted is None:
+            wanted = (
+                self.reading in _BODY_STATES and not self._paused and not self._continue_owed
+            )
+        stamps = self.stamps
+        if wanted:
+            if not stamps.body_wanted_since:
+                stamps.body_wanted_since = stamps.body_progress = self.context.clock.now
+        elif stamps.body_wanted_since:
+            stamps.body_wanted_before += self.context.clock.now - stamps.body_wanted_since
+            stamps.body_wanted_since = 0.0
+
+    # -- reading and writing ------------------------------------------------------------------
 
     def _pause(self, reason: int) -> None:
         if not self._paused and self.transport is not None:
             self.transport.pause_reading()
         self._paused |= reason
+        if self.reading in _BODY_STATES:
+            self._update_wanted()
 
     def _resume(self, reason: int) -> None:
         if not self._paused & reason:
@@ -131,12 +447,75 @@ class Connection(asyncio.Protocol, metaclass=abc.ABCMeta):
         self._paused &= ~reason
         if not self._paused and self.transport is not None:
             self.transport.resume_reading()
+        if self.reading in _BODY_STATES:
+            self._update_wanted()
+
+    def _stop_reading(self) -> None:
+        """No further request will be read from this connection."""
+        if self._parser is not None:
+            self._parser.stop()
+        if self.reading is not Reading.LINGERING:
+            if self.reading in _BODY_STATES:
+                self._update_wanted(False)
+            self.reading = Reading.STOPPED
+        self._unparsed = b""
+
+    def _write(self, data: Wire) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        if isinstance(data, bytes):
+            transport.write(data)
+            size = len(data)
+        else:
+            transport.writelines(data)
+            size = wire_size(data)
+        self._sent += size
+        self.gate.written(size)
+
+    def _flush(self) -> None:
+        outbox = self._outbox
+        if not outbox:
+            return
+        self._outbox = []
+        transport = self.transport
+        if transport is not None:
+            if len(outbox) == 1:
+                transport.write(outbox[0])
+            else:
+                transport.writelines(outbox)
+        size = sum(map(len, outbox))
+        self._sent += size
+        self.gate.written(size)
+
+    def _taken(self) -> int:
+        """Bytes the client has taken (the transport handed them to the kernel)."""
+        transport = self.transport
+        return self._sent - (transport.get_write_buffer_size() if transport is not None else 0)
+
+    # -- closing -----------------------------------------------------------------------------
+
+    def _close_if_done(self) -> None:
+        """Close once nothing is left to answer and no request will be read."""
+        parser = self._parser
+        if (
+            self.closing is Closing.OPEN
+            and self.reading is not Reading.LINGERING
+            and parser is not None
+            and parser.stopped
+            and self.current is None
+            and not self._pipeline
+            and self._refusal is None
+        ):
+            self._close()
 
     def _close(self) -> None:
-        self.phase = Phase.CLOSED
-        if self.transport is not None:
-            self._closing_since = self.server.clock.now
-            self.transport.close()  # after the buffered response has been written
+        self._stop_reading()
+        transport = self.transport
+        if transport is not None and self.closing is Closing.OPEN:
+            self.closing = Closing.CLOSING
+            self.stamps.closing_since = self.context.clock.now
+            transport.close()  # after the buffered response has been written
 
     def _close_lingering(self) -> None:
         """Close after a response while the client may still be sending (RFC 9112 §9.6).
@@ -144,89 +523,96 @@ class Connection(asyncio.Protocol, metaclass=abc.ABCMeta):
         Closing a socket with unread input makes the kernel answer with a reset, which
         can destroy the response before the client reads it. So the response is
         followed by our FIN, and whatever still arrives is read and dropped until the
-        client closes its side or LINGER_SECONDS pass.
+        client closes its side or `state.LINGER_SECONDS` pass.
         """
         transport = self.transport
-        self.phase = Phase.CLOSED
+        self._stop_reading()
         if transport is None:
             return
         if not transport.can_write_eof():  # TLS: no half-close
-            transport.close()
+            self._close()
             return
         transport.write_eof()
-        self._stop_parsing = True  # data_received drops what arrives from now on
+        self.reading = Reading.LINGERING
+        self.stamps.since = self.context.clock.now
         self._receiving = None
-        self._linger_until = self.server.clock.now + LINGER_SECONDS
         if self._paused:
             self._paused = 0
             transport.resume_reading()
 
-    # -- timeouts and shutdown ---------------------------------------------------------------
+    def _abort(self) -> None:
+        self._stop_reading()
+        transport = self.transport
+        self.closing = Closing.CLOSED
+        if transport is not None:
+            transport.abort()
+
+    # -- timers and shutdown -------------------------------------------------------------------
 
     def check_timers(self, now: float) -> None:
-        """Once a second, from the server: enforce the four timeouts (each 0 = off)."""
-        settings = self.settings
-        if self.phase is Phase.CLOSED:
-            transport = self.transport
-            if transport is None:
-                return
-            if self._linger_until and now >= self._linger_until:
-                self._linger_until = 0.0
-                self._closing_since = now
-                transport.close()
-            elif (
-                not self._linger_until
-                and settings.write_timeout
-                and now - self._closing_since >= settings.write_timeout
-            ):
-                transport.abort()  # the client never took the end of its response
+        """Once a second, from the server: act on the timeout `state.timer_action` finds due."""
+        transport = self.transport
+        if transport is None:
             return
-        if self.gate.paused and settings.write_timeout:
-            if now - self._stalled_since >= settings.write_timeout:
-                log.info("client stopped reading for %gs (--write-timeout): dropping it",
-                         settings.write_timeout)
-                self._abort()
-            return
+        stamps = self.stamps
+        if stamps.write_stalled_since:
+            stamps.write_sent = self._taken()
+        action = timer_action(
+            self.reading, self.closing, self.in_flight(), self.served, stamps,
+            self.context.limits, now,
+        )
+        if action is not Action.NOTHING:
+            self._on_timer(action)
+
+    def _on_timer(self, action: Action) -> None:
+        settings = self.context.settings
+        transport = self.transport
+        assert transport is not None
+        if action is Action.CLOSE:
+            if self.reading is Reading.LINGERING:
+                self.reading = Reading.STOPPED
+            self._close()
+        elif action is Action.ABORT_FLUSH:
+            self._abort()  # the client never took the end of its response
+        elif action is Action.ABORT_STALLED_WRITE:
+            log.info("client stopped reading for %gs (--write-timeout): dropping it",
+                     settings.write_timeout)
+            self._abort()
+        elif action is Action.ABORT_SLOW_READER:
+            log.info("client reads slower than %g bytes/s (--min-download-rate): dropping it",
+                     settings.min_download_rate)
+            self._abort()
+        elif action is Action.HEAD_TIMEOUT:
+            log.info("request head not complete after %gs (--header-timeout)",
+                     settings.header_timeout)
+            self._refuse(RequestTimeout("the request head did not arrive in time"))
+            self._dispatch()
+        elif self.reading is Reading.DRAINING:  # a body timer, for a request answered
+            self._close()
+        else:
+            self._body_timed_out(action)
+
+    def _body_timed_out(self, action: Action) -> None:
+        settings = self.context.settings
+        if action is Action.BODY_TIMEOUT:
+            log.info("request body stalled for %gs (--body-timeout)", settings.body_timeout)
+        else:
+            log.info("request body arriving slower than %g bytes/s (--min-upload-rate)",
+                     settings.min_upload_rate)
         receiving = self._receiving
-        if receiving is not None:  # a body is arriving
-            if self._paused & PAUSED_BODY or not settings.body_timeout:
-                return  # the app is not reading: not the client's fault
-            if now - self.idle_since >= settings.body_timeout:
-                log.info("request body stalled for %gs (--body-timeout)", settings.body_timeout)
-                self._receiving = None
-                receiving.keep_alive = False
-                self._stop_parsing = True
-                if receiving is self.current or receiving not in self._pipeline:
-                    receiving.body.fail(BodyTimeout("the request body stopped arriving"))
-                    if self.current is None:
-                        self._close()
-                else:
-                    self._pipeline.remove(receiving)
-                    self._refuse(RequestTimeout("the request body stopped arriving"))
-                    self._dispatch()
+        self._receiving = None
+        self._stop_reading()
+        if receiving is None:
+            self._close_if_done()
             return
-        if self.in_flight():
+        receiving.keep_alive = False
+        if receiving is self.current:
+            receiving.body.fail(BodyTimeout("the request body stopped arriving"))
             return
-        if self.phase is Phase.IDLE and self._served:
-            if now - self.idle_since >= settings.keep_alive:
-                self._close()  # an idle keep-alive connection: close quietly
-        elif settings.header_timeout and now - self._head_since >= settings.header_timeout:
-            if self.phase is Phase.ACTIVE:
-                log.info("request head not complete after %gs (--header-timeout)",
-                         settings.header_timeout)
-                self._refuse(RequestTimeout("the request head did not arrive in time"))
-                self._dispatch()
-            else:
-                self._close()
-
-    def _abort(self) -> None:
-        self.phase = Phase.CLOSED
-        if self.transport is not None:
-            self.transport.abort()
-
-    def in_flight(self) -> bool:
-        """True while a request is waiting for, or running in, the app."""
-        return self.current is not None or bool(self._pipeline)
+        if receiving in self._pipeline:
+            self._pipeline.remove(receiving)
+        self._refuse(RequestTimeout("the request body did not arrive in time"))
+        self._dispatch()
 
     def close_if_idle(self, spare_newcomers: bool = False) -> bool:
         """Close the connection unless a request is in flight (on shutdown).
@@ -234,12 +620,14 @@ class Connection(asyncio.Protocol, metaclass=abc.ABCMeta):
         With `spare_newcomers`, a connection that has not finished its first request yet
         (or is between the bytes of one) is left open too.
         """
-        if self._linger_until and self.transport is not None:
-            self.transport.close()  # no lingering on shutdown
+        transport = self.transport
+        if self.reading is Reading.LINGERING and transport is not None:
+            self.reading = Reading.STOPPED
+            self._close()  # no lingering on shutdown
             return True
-        if self.phase is Phase.CLOSED or self.in_flight():
+        if self.closing is not Closing.OPEN or self.in_flight():
             return False
-        if spare_newcomers and (self._served == 0 or self.phase is Phase.ACTIVE):
+        if spare_newcomers and (self.served == 0 or self.reading is not Reading.IDLE):
             return False
         self._close()
         return True

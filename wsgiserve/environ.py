@@ -17,8 +17,8 @@ from urllib.parse import unquote_to_bytes
 
 import httptools
 
-from . import __version__
 from .errors import BadRequest, NotImplementedCoding
+from .version import __version__
 
 Environ = dict[str, Any]
 

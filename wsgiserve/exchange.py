@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from .environ import Environ
 from .flow import WriteGate
+from .state import may_reuse
 
 log = logging.getLogger("wsgiserve.error")
 
@@ -89,12 +90,12 @@ class Exchange:
         "error",
         "gate",
         "head_request",
+        "hold",
         "keep_alive",
         "post",
         "reported",
         "started_at",
         "thread_id",
-        "upgrade",
         "version",
     )
 
@@ -114,11 +115,13 @@ class Exchange:
         self.body = body
         self.version = version
         self.head_request = environ["REQUEST_METHOD"] == "HEAD"
+        # Loop thread only: whether the connection may carry another request after this
+        # one, as far as the request and the connection are concerned.
         self.keep_alive = keep_alive
+        self.hold = False  # loop thread: not handed over until its short body has arrived
         self.gate = gate
         self.clock = clock
         self.post = post
-        self.upgrade = False
         self.error: Exception | None = None
         self.started_at = time.monotonic()
         self.thread_id: int | None = None  # the worker thread running it, once one does
@@ -134,16 +137,13 @@ class Exchange:
         return self.head_request or code < 200 or code == 204 or code == 304
 
     def may_keep_alive(self) -> bool:
-        """Whether the connection can carry another request after this response."""
-        if not self.keep_alive or self.clock.draining:
-            return False
+        """Whether the connection can carry another request after this response, as far
+        as can be told now (the response head says it; the loop decides at the end)."""
         body = self.body
-        if body.complete:
-            return True
-        if body.expect_continue:
-            return False  # the client may or may not send the body it asked about
-        remaining = body.remaining()
-        return remaining is not None and remaining <= DRAIN_LIMIT
+        complete = body.complete
+        # With `100 Continue` not sent, the client may or may not send the body.
+        unread = None if complete or body.expect_continue else body.remaining()
+        return may_reuse(self.keep_alive, self.clock.draining, complete, unread, DRAIN_LIMIT)
 
     def send(self, data: Wire) -> None:
         self.gate.reserve(len(data) if type(data) is bytes else wire_size(data))

@@ -18,13 +18,13 @@ from typing import Any
 
 from . import accesslog, tls
 from .call import App, run_app
-from .connection import Connection
+from .connection import HttpConnection
+from .context import ConnectionContext, limits_from
 from .environ import server_environ
 from .exchange import Exchange, ServerClock
 from .listeners import Listener, close_listener
 from .metrics import WorkerStats
 from .pool import WorkerPool
-from .protocol import HttpProtocol
 from .proxy import TrustedProxies
 from .response import FileWrapper
 from .settings import Settings
@@ -33,6 +33,7 @@ log = logging.getLogger("wsgiserve.error")
 
 SERVER_NAME = "wsgiserve"
 TICK = 1.0  # seconds between runs of _tick: the clock's and the timers' resolution
+DATE_SLACK = 0.002  # seconds past the second's start: never format the second before
 FIRST_REQUEST_GRACE = 2.0  # seconds a fresh connection may still send a request on shutdown
 
 
@@ -51,7 +52,7 @@ class Server:
             self.clock.access_log = accesslog.AccessLog(
                 settings.access_logformat, settings.access_log_json
             )
-        self.connections: set[Connection] = set()
+        self.connections: set[HttpConnection] = set()
         self.ssl = tls.server_context(settings)
         self.proxies = TrustedProxies.parse(settings.forwarded_allow_ips)
         if settings.metrics_bind or settings.statsd_host:
@@ -66,6 +67,7 @@ class Server:
             + settings.limit_request_fields * (settings.limit_request_field_size + 2)
         )
         self.pool: WorkerPool[Any] = WorkerPool(lambda job: None, 1, lambda *a: None)
+        self.context: ConnectionContext | None = None  # made once the pool runs
         self.listeners: list[Listener] = []
         self._servers: list[asyncio.base_events.Server] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -92,6 +94,17 @@ class Server:
             batch_policy=self.settings.thread_policy == "batch",
         )
         self.pool.start()
+        self.context = ConnectionContext(
+            settings=self.settings,
+            limits=limits_from(self.settings),
+            clock=self.clock,
+            pool=self.pool,
+            proxies=self.proxies,
+            environ_base=self.environ_base,
+            head_limit=self.head_limit,
+            opened=self.connection_opened,
+            closed=self.connection_closed,
+        )
         self._tick()
         self.listeners = listeners
         await self._listen()
@@ -100,17 +113,24 @@ class Server:
         # Each server gets a duplicate of the listening socket, so that closing it to stop
         # accepting (at --max-connections) leaves the shared socket open for the others.
         assert self._loop is not None
+        context = self.context
+        assert context is not None
         for listener in self.listeners:
             server = await self._loop.create_server(
-                lambda: HttpProtocol(self),
+                lambda: HttpConnection(context),
                 sock=listener.sock.dup(),
                 backlog=self.settings.backlog,
                 ssl=self.ssl,
+                # A client that never completes its TLS handshake is held no longer than one
+                # that never sends its request head.
+                ssl_handshake_timeout=(
+                    (self.settings.header_timeout or None) if self.ssl else None
+                ),
             )
             self._servers.append(server)
         self.accepting = True
 
-    def connection_opened(self, connection: Connection) -> None:
+    def connection_opened(self, connection: HttpConnection) -> None:
         self.connections.add(connection)
         if self.accepting and len(self.connections) >= self.max_connections:
             log.warning("%d connections (--max-connections): not accepting more for now",
@@ -120,7 +140,7 @@ class Server:
                 server.close()
             self._servers.clear()
 
-    def connection_closed(self, connection: Connection) -> None:
+    def connection_closed(self, connection: HttpConnection) -> None:
         self.connections.discard(connection)
         if (
             not self.accepting
@@ -198,7 +218,8 @@ class Server:
         now = loop.time()
         clock = self.clock
         clock.now = now
-        clock.date_header = f"Date: {formatdate(usegmt=True)}\r\n".encode("ascii")
+        wall = time.time()
+        clock.date_header = f"Date: {formatdate(wall, usegmt=True)}\r\n".encode("ascii")
         settings = self.settings
         report_after = settings.slow_request_threshold or settings.timeout
         flag = "--slow-request-threshold" if settings.slow_request_threshold else "--timeout"
@@ -216,7 +237,9 @@ class Server:
                 callback()
             except Exception:
                 log.exception("error in a periodic callback")
-        self._ticker = loop.call_at(now + TICK, self._tick)
+        # The next tick runs just after the next wall-clock second begins, so the Date
+        # header changes on the second rather than up to a tick late.
+        self._ticker = loop.call_at(now + next_second_delay(wall), self._tick)
 
     def snapshot(self) -> dict[str, Any]:
         """What this worker is doing now: for `wsgiserve status` and the metrics."""
@@ -249,6 +272,11 @@ class Server:
     def completed(self) -> int:
         """Requests this server has finished (answered or aborted)."""
         return self.pool.completed
+
+
+def next_second_delay(wall: float) -> float:
+    """Seconds from wall-clock time `wall` to just past the start of the next second."""
+    return TICK - (wall % TICK) + DATE_SLACK
 
 
 def default_max_connections() -> int:

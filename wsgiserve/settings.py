@@ -75,6 +75,40 @@ class Settings:
         help="Longest a response may make no progress because the client stopped reading; "
         "then the connection is dropped and its thread freed.",
     )
+    min_upload_rate: float = _setting(
+        240.0,
+        "--min-upload-rate",
+        unit="bytes/s",
+        metavar="BYTES_PER_S",
+        help="Slowest a request body may arrive, on average, once --min-rate-grace has passed "
+        "(counted only while the server wants to read). A trickling upload is cut off with 408 "
+        "instead of holding a thread. 0: off.",
+    )
+    min_download_rate: float = _setting(
+        240.0,
+        "--min-download-rate",
+        unit="bytes/s",
+        metavar="BYTES_PER_S",
+        help="Slowest a client may take a response whose bytes wait for it, once "
+        "--min-rate-grace has passed; a slower one is dropped and its thread freed long "
+        "before --write-timeout. 0: off.",
+    )
+    min_rate_grace: float = _setting(
+        5.0,
+        "--min-rate-grace",
+        unit="seconds",
+        metavar="SECONDS",
+        help="How long an upload or a stalled download may run before the minimum rates apply.",
+    )
+    body_preread: int = _setting(
+        64 * 1024,
+        "--body-preread",
+        unit="bytes",
+        metavar="BYTES",
+        help="A request body up to this size (by Content-Length) is read whole before the app "
+        "is called, so an app thread never waits on the network for it. Not with "
+        "Expect: 100-continue (the app decides). 0: hand every request over at once.",
+    )
     limit_request_body: int = _setting(
         0,
         "--limit-request-body",
@@ -338,7 +372,8 @@ class Settings:
                 raise ValueError(f"env: {item!r} is not KEY=VALUE")
         for name in ("keep_alive", "graceful_timeout", "timeout", "slow_request_threshold",
                      "header_timeout",
-                     "body_timeout", "write_timeout", "limit_request_body", "limit_concurrency"):
+                     "body_timeout", "write_timeout", "limit_request_body", "limit_concurrency",
+                     "min_upload_rate", "min_download_rate", "min_rate_grace", "body_preread"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.backlog < 1:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, logs
+from . import logs
 from .call import App
 from .config import Hooks
 from .control import ControlListeners
@@ -34,6 +34,7 @@ from .metrics import render
 from .reload import start_watching
 from .roster import Roster, WorkerProcess
 from .settings import Settings
+from .version import __version__
 from .worker import EXIT_BOOT_ERROR, run_worker
 
 log = logging.getLogger("wsgiserve.error")

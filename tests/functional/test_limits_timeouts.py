@@ -165,9 +165,24 @@ def test_a_silent_new_connection_is_closed_by_the_header_timeout() -> None:
         assert read_until_closed(sock, 10) == b""
 
 
-def test_a_stalled_upload_is_cut_off_by_the_body_timeout() -> None:
+def test_a_stalled_short_upload_is_refused_before_the_app_runs() -> None:
+    # A short body is read whole before the app is called (--body-preread): when it
+    # stalls, the server answers 408 itself and no app thread ever waited for it.
     app = Recorder()
     with serve(app, body_timeout=1) as server, socket.create_connection(server.address) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789")
+        data = read_until_closed(sock, 10)
+    assert data.startswith(b"HTTP/1.1 408 ")
+    assert app.errors == []
+    assert app.calls == 0
+
+
+def test_a_stalled_upload_is_cut_off_by_the_body_timeout() -> None:
+    app = Recorder()
+    with (
+        serve(app, body_timeout=1, body_preread=0) as server,
+        socket.create_connection(server.address) as sock,
+    ):
         sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789")
         data = read_until_closed(sock, 10)
     assert data.startswith(b"HTTP/1.1 408 ")

@@ -1,0 +1,55 @@
+"""What every connection of one server shares, frozen: a connection never sees `Server`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .state import Limits
+
+if TYPE_CHECKING:
+    from .environ import Environ
+    from .exchange import ServerClock
+    from .pool import WorkerPool
+    from .proxy import TrustedProxies
+    from .settings import Settings
+
+
+@dataclass(frozen=True)
+class ConnectionContext:
+    """Settings, clock, the pool's loop-side face and the per-server templates.
+
+    Attributes:
+        settings: the server's settings.
+        limits: the timeout rules' settings (`state.Limits`).
+        clock: shared values the loop refreshes once a second (time, Date header).
+        pool: the thread pool (loop-side methods only).
+        proxies: the trusted proxies.
+        environ_base: the environ keys every request of the server shares.
+        head_limit: bytes a request head may take before it is refused (431).
+        opened, closed: called with the connection when it opens and closes.
+    """
+
+    settings: Settings
+    limits: Limits
+    clock: ServerClock
+    pool: WorkerPool[Any]
+    proxies: TrustedProxies
+    environ_base: Environ
+    head_limit: int
+    opened: Callable[[Any], None]
+    closed: Callable[[Any], None]
+
+
+def limits_from(settings: Settings) -> Limits:
+    """The timeout rules' view of the settings."""
+    return Limits(
+        keep_alive=settings.keep_alive,
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        write_timeout=settings.write_timeout,
+        min_upload_rate=settings.min_upload_rate,
+        min_download_rate=settings.min_download_rate,
+        rate_grace=settings.min_rate_grace,
+    )

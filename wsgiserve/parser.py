@@ -1,0 +1,384 @@
+"""Sans-I/O: the bytes of one connection become requests, or a refusal.
+
+`RequestParser` owns the httptools parser of one connection. It checks what
+llhttp leaves to us (the request line's protocol, the limits, `validate.py`'s
+rules), builds each request's environ, and reports to a `RequestSink` with plain
+arguments. It knows nothing of transports, timers, threads or the pipeline; the
+connection decides what to do with each report.
+
+Bounded work per connection, whatever arrives: a head is refused past its limit
+(431); a chunk-size line (with its extensions) longer than
+`--limit-request-field_size` is refused (400), and so is a trailer field (431),
+before more than that is held; and `feed` hands each piece of input to llhttp so
+that at most one request head completes per piece, which lets the connection stop
+parsing ahead (`pause_after_head`) at an exact number of queued requests.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Protocol
+
+import httptools
+
+from . import validate
+from .environ import Environ, request_environ, request_id
+from .errors import (
+    BadRequest,
+    HeaderFieldsTooLarge,
+    HTTPError,
+    NotImplementedCoding,
+    PayloadTooLarge,
+    URITooLong,
+)
+from .proxy import TrustedProxies, apply_proxy_headers
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+_VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
+# A well-formed request line (RFC 9112 §3) whose method is a token (RFC 9110 §5.6.2).
+_METHOD_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [\x21-\x7e]+ HTTP/[0-9]\.[0-9]\r\n")
+_END_OF_HEAD = b"\r\n\r\n"
+
+
+class RequestSink(Protocol):
+    """What the parser reports to; the connection implements it."""
+
+    def on_head(
+        self,
+        environ: Environ,
+        version: str,
+        keep_alive: bool,
+        length: int | None,
+        expect_continue: bool,
+        upgrade: bool,
+    ) -> None:
+        """A request head was accepted. `length`: the body's declared size, 0 for no
+        body, None for a chunked body. `keep_alive`: what the client asked for."""
+
+    def on_body(self, data: bytes) -> None:
+        """Bytes of the current request's body."""
+
+    def on_message_end(self) -> None:
+        """The current request, body included, is complete."""
+
+    def on_refused(self, error: HTTPError, in_body: bool) -> None:
+        """The input cannot be served past this point; `in_body`: the error is in the
+        body of a request already reported by `on_head`. Nothing more is parsed."""
+
+
+class _Stop(Exception):
+    """Raised in a parser callback to stop parsing; the reason is in `_error`."""
+
+
+class RequestParser:
+    __slots__ = (
+        "_body_received",
+        "_carry",
+        "_chunk",
+        "_environ_base",
+        "_error",
+        "_event",
+        "_field_count",
+        "_gap",
+        "_head_bytes",
+        "_head_limit",
+        "_in_body",
+        "_in_head",
+        "_in_trailers",
+        "_length",
+        "_method",
+        "_parser",
+        "_peer_trusted",
+        "_proxies",
+        "_raw_remaining",
+        "_scan_from",
+        "_settings",
+        "_sink",
+        "_upgrading",
+        "_url",
+        "head_method",
+        "headers",
+        "pause_after_head",
+        "stopped",
+    )
+
+    def __init__(
+        self,
+        sink: RequestSink,
+        settings: Settings,
+        environ_base: Environ,
+        proxies: TrustedProxies,
+        head_limit: int,
+    ) -> None:
+        self._sink = sink
+        self._settings = settings
+        self._environ_base = environ_base
+        self._proxies = proxies
+        self._peer_trusted = proxies.trusts(environ_base["REMOTE_ADDR"])
+        self._head_limit = head_limit
+        self._parser = httptools.HttpRequestParser(self)
+        self._chunk = b""  # the piece being parsed now
+        self._carry = b""  # earlier bytes of a request head that spans pieces
+        self._scan_from = 0  # where in `_chunk` the next request line may start
+        self._method = b""
+        self._url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_method = False  # the request being parsed is a HEAD
+        self._in_head = False
+        self._in_body = False
+        self._in_trailers = False
+        self._head_bytes = 0
+        self._field_count = 0
+        self._body_received = 0
+        self._gap = 0  # body-phase bytes since the last parser event (chunk lines, trailers)
+        self._event = False
+        self._raw_remaining = -1  # after a declined Upgrade: body bytes taken unparsed
+        self._upgrading = False
+        self._length: int | None = 0  # the current request's body length; None: chunked
+        self._error: HTTPError | None = None
+        self.stopped = False  # nothing more is parsed
+        self.pause_after_head = False  # set by the sink: stop at the next head's end
+
+    def stop(self) -> None:
+        """Parse nothing more: what arrives from now on is dropped."""
+        self.stopped = True
+
+    def feed(self, data: bytes) -> bytes:
+        """Parse `data`; return what was left unparsed because `pause_after_head` was set
+        (feed it again later), or b""."""
+        while data and not self.stopped:
+            if self._raw_remaining >= 0:
+                data = self._feed_raw(data)
+                continue
+            # One piece per request head: llhttp keeps its state across pieces, so where
+            # we cut never changes the parse; cutting after each CRLFCRLF only means that
+            # no piece completes more than one head.
+            end = data.find(_END_OF_HEAD) + 4
+            if 4 <= end < len(data):
+                piece, data = data[:end], data[end:]
+            else:
+                piece, data = data, b""
+            self._feed(piece)
+            if data and self.pause_after_head and not self._in_body and not self._in_head:
+                return data
+        return b""
+
+    def _feed(self, piece: bytes) -> None:
+        if not self._in_body:
+            self._head_bytes += len(piece)
+        self._chunk = piece
+        self._scan_from = 0
+        self._event = False
+        try:
+            self._parser.feed_data(piece)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._upgrade(piece[upgrade.args[0] :] if upgrade.args else b"")
+            return
+        except httptools.HttpParserError as error:
+            self._failed(error, piece)
+            return
+        if self.stopped:
+            return
+        if self._in_body:
+            self._gap = 0 if self._event else self._gap + len(piece)
+            if self._gap > self._settings.limit_request_field_size:
+                if self._in_trailers:
+                    self._refuse(HeaderFieldsTooLarge("trailer field too large"), True)
+                else:
+                    self._refuse(BadRequest("chunk-size line too long"), True)
+        elif self._head_bytes > self._head_limit:
+            self._refuse(HeaderFieldsTooLarge("request head too large"), False)
+        elif self._in_head:  # keep the start of a request line split across pieces
+            self._carry = (self._carry + piece)[-(self._settings.limit_request_line + 16) :]
+
+    def _refuse(self, error: HTTPError, in_body: bool) -> None:
+        error.head_request = self.head_method
+        self.stopped = True
+        self._sink.on_refused(error, in_body)
+
+    # -- httptools callbacks -----------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.stopped:  # the sink stopped us mid-piece: nothing after is a request
+            raise _Stop
+        self._method = b""
+        self.head_method = False
+        self._url = b""
+        self.headers = []
+        self._in_head = True
+        self._field_count = 0
+
+    def on_url(self, url: bytes) -> None:
+        if not self._url:  # the method is parsed by now
+            self._method = method = self._parser.get_method()
+            self.head_method = method == b"HEAD"
+        self._url += url
+        if len(self._url) > self._settings.limit_request_line:
+            self._error = URITooLong("request line too long")
+            raise _Stop
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._event = True
+        self._field_count += 1
+        settings = self._settings
+        # Trailer fields count against the same limits as the head's (RFC 9112 §7.1.2).
+        if self._field_count > settings.limit_request_fields:
+            self._error = HeaderFieldsTooLarge("too many header fields")
+            raise _Stop
+        if len(name) + len(value) + 4 > settings.limit_request_field_size:
+            self._error = HeaderFieldsTooLarge("header field too large")
+            raise _Stop
+        if self._in_head:
+            self.headers.append((name, value))
+        # else: a trailer field. RFC 9112 §7.1.2: never merged into the header section.
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        method = self._method
+        url = self._url
+        if len(method) + len(url) + 10 > self._settings.limit_request_line:
+            self._error = URITooLong("request line too long")
+            raise _Stop
+        version = self._check_request_line(method, url)
+        try:
+            validate.check_version(version)
+            environ = request_environ(self._environ_base, method, url, version, self.headers, None)
+            validate.check_request(environ, version)
+            apply_proxy_headers(environ, self._peer_trusted, self._proxies)
+            environ["wsgiserve.request_id"] = request_id(environ.get("HTTP_X_REQUEST_ID"))
+        except HTTPError as error:
+            self._error = error
+            raise _Stop from None
+        length: int | None = 0
+        if "HTTP_TRANSFER_ENCODING" in environ:
+            length = None
+        elif "CONTENT_LENGTH" in environ:
+            length = int(environ["CONTENT_LENGTH"])
+        if length != 0:
+            limit = self._settings.limit_request_body
+            if limit and length is not None and length > limit:
+                # Refused before the app runs, so before any `100 Continue`.
+                self._error = PayloadTooLarge(f"request body over {limit} bytes")
+                raise _Stop
+            self._in_body = True
+            self._gap = 0
+            self._body_received = 0
+        upgrade = self._parser.should_upgrade()
+        if upgrade:
+            if length is None:
+                self._error = BadRequest("chunked body on an Upgrade request")
+                raise _Stop
+            self._upgrading = True
+        self._length = length
+        self._sink.on_head(
+            environ,
+            version,
+            validate.keep_alive_requested(environ, version),
+            length,
+            length != 0 and validate.wants_continue(environ, version),
+            upgrade,
+        )
+
+    def _check_request_line(self, method: bytes, url: bytes) -> str:
+        """The request's HTTP version, once the line is known to name HTTP (not RTSP/ICE)."""
+        chunk = self._chunk
+        start = self._scan_from
+        protocol_at = start + len(method) + len(url) + 2
+        version = None
+        if self._carry:  # the line began in an earlier piece
+            protocol, _ = validate.protocol_name(method, url, self._carry + chunk, 0)
+            self._carry = b""
+        elif (
+            # The usual case, checked without building the line: it starts where the
+            # previous one's head ended and reads exactly "method SP url SP HTTP/".
+            chunk.startswith(b"HTTP/", protocol_at)
+            and chunk.startswith(method, start)
+            and chunk.startswith(url, start + len(method) + 1)
+            and chunk[start + len(method)] == 32
+            and chunk[protocol_at - 1] == 32
+        ):
+            protocol = b"HTTP/"
+            self._scan_from = protocol_at
+            # The version llhttp parsed is right there: "HTTP/1.1" (no formatting call).
+            version = _VERSIONS.get(chunk[protocol_at + 5 : protocol_at + 8])
+        else:
+            protocol, self._scan_from = validate.protocol_name(method, url, chunk, start)
+        if protocol[:4] in (b"RTSP", b"ICE/"):
+            self._error = BadRequest("not an HTTP request line")
+            raise _Stop
+        if version is None:
+            version = self._parser.get_http_version()
+        return version
+
+    def on_chunk_header(self) -> None:
+        # The next bytes are the chunk's data, or for the last chunk the trailer section.
+        self._event = True
+        self._in_trailers = True
+
+    def on_body(self, data: bytes) -> None:
+        if self.stopped:
+            raise _Stop
+        self._event = True
+        self._in_trailers = False
+        self._body_received += len(data)
+        limit = self._settings.limit_request_body
+        if limit and self._body_received > limit:  # a chunked body that keeps growing
+            self._error = PayloadTooLarge(f"request body over {limit} bytes")
+            raise _Stop
+        self._sink.on_body(data)
+
+    def on_chunk_complete(self) -> None:
+        self._event = True
+        self._in_trailers = False
+
+    def on_message_complete(self) -> None:
+        self._event = True
+        if self._upgrading:
+            return  # llhttp stops here; the Upgrade request's body is taken unparsed
+        self._in_body = False
+        self._in_trailers = False
+        self._sink.on_message_end()
+
+    # -- outcomes ------------------------------------------------------------------------
+
+    def _failed(self, error: Exception, piece: bytes) -> None:
+        if self.stopped:
+            return  # the sink stopped us from a callback
+        http_error = self._error
+        if http_error is None:
+            http_error = BadRequest(str(error) or "malformed request")
+            if isinstance(error, httptools.HttpParserInvalidMethodError) and _METHOD_TOKEN.match(
+                piece.lstrip(b"\r\n")
+            ):
+                # RFC 9110 §9.1: a well-formed but unknown method is "not implemented";
+                # anything else in its place is a malformed request line.
+                http_error = NotImplementedCoding("unknown method")
+        self._refuse(http_error, self._in_body)
+
+    def _upgrade(self, rest: bytes) -> None:
+        """We never switch protocols (RFC 9110 §7.8 lets us decline): the request's body,
+        framed by Content-Length, is taken as is, and nothing after it is parsed."""
+        if self.stopped:
+            return
+        self._raw_remaining = self._length or 0
+        self._feed_raw(rest)
+
+    def _feed_raw(self, data: bytes) -> bytes:
+        take = data[: self._raw_remaining]
+        if take:
+            self._raw_remaining -= len(take)
+            self._sink.on_body(take)
+        if self._raw_remaining == 0:
+            self._raw_remaining = -1
+            self._in_body = False
+            self.stopped = True
+            self._sink.on_message_end()
+        return b""
+
+    @property
+    def in_head(self) -> bool:
+        """Bytes of a request head have arrived and its end has not."""
+        return self._in_head
