@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -178,7 +178,8 @@ def test_file_wrapper_serves_a_file_and_closes_it(
             "200 OK",
             [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(content)))],
         )
-        return environ["wsgi.file_wrapper"](handle, 8192)  # type: ignore[no-any-return]
+        file_wrapper: Callable[[IO[bytes], int], Iterable[bytes]] = environ["wsgi.file_wrapper"]
+        return file_wrapper(handle, 8192)
 
     server = serve(wrap(app))
     result = exchange(server.address, get(), until=responses_complete(1))
