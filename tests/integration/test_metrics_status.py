@@ -6,11 +6,13 @@ import json
 import re
 import socket
 import threading
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.polling import eventually, wait_until
 
 from .support import ServerProcess, run_cli, start_server
 
@@ -31,15 +33,20 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return found
 
 
-def wait_for_beats(server: ServerProcess, url: str, predicate: object, timeout: float = 10) -> str:
-    deadline = time.monotonic() + timeout
+def wait_for_beats(
+    server: ServerProcess, url: str, predicate: Callable[[str], bool], timeout: float = 10
+) -> str:
+    """Scrape `url` until `predicate` holds for the text (the workers' beats carry the counts)."""
     text = ""
-    while time.monotonic() < deadline:
+
+    def matched() -> bool:
+        nonlocal text
         text = httpx.get(url, timeout=5).text
-        if predicate(text):  # type: ignore[operator]
-            return text
-        time.sleep(0.2)
-    raise AssertionError(f"metrics never matched; last scrape:\n{text}\n{server.log.text}")
+        return predicate(text)
+
+    if not eventually(matched, timeout):
+        raise AssertionError(f"metrics never matched; last scrape:\n{text}\n{server.log.text}")
+    return text
 
 
 def test_metrics_scrape_cleanly_per_worker_and_summed() -> None:
@@ -94,17 +101,18 @@ def test_status_shows_workers_and_the_oldest_request_in_flight(tmp_path: Path) -
     try:
         slow.start()
         server.log.wait_for(re.compile("SLOW-REQUEST-STARTED"), timeout=10)
-        deadline = time.monotonic() + 10
         status: dict[str, object] = {}
-        while time.monotonic() < deadline:
+
+        def in_flight() -> bool:
+            nonlocal status
             result = run_cli("status", "-p", str(pidfile), "--json")
             assert result.returncode == 0, result.stderr
             status = json.loads(result.stdout)
             workers = status["workers"]
             assert isinstance(workers, list)
-            if any(worker.get("oldest") for worker in workers):
-                break
-            time.sleep(0.2)
+            return any(worker.get("oldest") for worker in workers)
+
+        wait_until(in_flight, "the slow request in the status view")
         assert status["pid"] == server.pid
         workers = status["workers"]
         assert isinstance(workers, list)
