@@ -17,12 +17,13 @@ from tests.support.polling import eventually, wait_until
 from .support import ServerProcess, run_cli, start_server
 
 APP = "tests.integration.apps.plain_app:app"
+METRICS_AT = re.compile(r"Metrics at: (\S+/metrics)")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def metrics_url(server: ServerProcess) -> str:
+    """Where the server's --metrics-bind 127.0.0.1:0 landed, as its log line says."""
+    [logged] = server.log.wait_for(METRICS_AT)
+    return logged[1]
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -50,10 +51,9 @@ def wait_for_beats(
 
 
 def test_metrics_scrape_cleanly_per_worker_and_summed() -> None:
-    metrics_port = free_port()
-    server = start_server(APP, "-w", "2", "--metrics-bind", f"127.0.0.1:{metrics_port}")
-    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    server = start_server(APP, "-w", "2", "--metrics-bind", "127.0.0.1:0")
     try:
+        url = metrics_url(server)
         for _ in range(10):  # new connections, so both workers may take some
             assert httpx.get(server.url + "/hello", timeout=5).status_code == 200
         httpx.get(server.url + "/missing-page", timeout=5)
@@ -77,14 +77,14 @@ def test_metrics_scrape_cleanly_per_worker_and_summed() -> None:
 
 
 def test_worker_restarts_are_counted_by_reason() -> None:
-    metrics_port = free_port()
     server = start_server(APP, "-w", "1", "--max-requests", "2",
-                          "--metrics-bind", f"127.0.0.1:{metrics_port}")
+                          "--metrics-bind", "127.0.0.1:0")
     try:
+        url = metrics_url(server)
         for _ in range(6):
             httpx.get(server.url + "/hello", timeout=5, headers={"Connection": "close"})
         text = wait_for_beats(
-            server, f"http://127.0.0.1:{metrics_port}/metrics",
+            server, url,
             lambda t: 'wsgiserve_worker_restarts_total{reason="recycled"}' in t,
         )
         assert samples(text)[("wsgiserve_worker_restarts_total", (("reason", "recycled"),))] >= 1
