@@ -133,7 +133,7 @@ class _ErrorsModule(types.ModuleType):
 @contextmanager
 def _gunicorn_stubs() -> Iterator[None]:
     config = types.ModuleType("gunicorn.config")
-    config.Config = _Config  # type: ignore[attr-defined]
+    vars(config)["Config"] = _Config
     stubs = {
         "gunicorn": types.ModuleType("gunicorn"),
         "gunicorn.http": types.ModuleType("gunicorn.http"),

@@ -25,6 +25,7 @@ import psutil
 import pytest
 
 import wsgiserve
+from tests.support.polling import eventually, wait_until
 from tests.support.rawhttp import RawResult, exchange, parse_responses
 
 Environ = dict[str, Any]
@@ -46,16 +47,6 @@ STREAM_CHUNKS = 400  # the slow response's length if nobody stops it (5 ms a chu
 
 def get(path: str, extra: str = "") -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: test\r\n{extra}\r\n".encode("latin-1")
-
-
-def eventually(predicate: Callable[[], bool], timeout: float = SETTLE) -> bool:
-    """Poll `predicate` until it holds or `timeout` seconds pass; its last value."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return predicate()
-        time.sleep(0.02)
-    return True
 
 
 def fd_count() -> int:
@@ -173,7 +164,7 @@ def drop_while_app_waits(
         # Release the app only once the server has seen the reset, so that its response
         # meets a connection that is already gone. (A FIN alone may be a half-close: the
         # server rightly keeps the connection until it tries to write the response.)
-        assert eventually(lambda: not server.server.connections)
+        wait_until(lambda: not server.server.connections, "every connection to close", SETTLE)
     app.release.set()
 
 
@@ -243,14 +234,14 @@ def test_vanishing_clients_leave_nothing_behind(serve: Serve, stage: Stage) -> N
     try:
         run_rounds(server, app, stage, WARM_UP)
         flush_workers(server, app, THREADS)
-        assert eventually(lambda: settled(server, app))
+        wait_until(lambda: settled(server, app), "the warm-up to settle", SETTLE)
         threads, fds = threading.active_count(), fd_count()
         memory = rss()
         gc.collect()
         traced = tracemalloc.get_traced_memory()[0]
         run_rounds(server, app, stage, ROUNDS)
         flush_workers(server, app, THREADS)
-        assert eventually(lambda: settled(server, app)), app.counts()
+        assert eventually(lambda: settled(server, app), SETTLE), app.counts()
         gc.collect()
         traced_growth = tracemalloc.get_traced_memory()[0] - traced
     finally:
@@ -261,8 +252,8 @@ def test_vanishing_clients_leave_nothing_behind(serve: Serve, stage: Stage) -> N
     if stage is drop_while_app_waits:
         assert created == WARM_UP + ROUNDS + 2 * THREADS  # the rounds and the two flushes
     assert app.unexpected == []  # /headers: a head that never completed never reaches the app
-    assert eventually(lambda: threading.active_count() <= threads)
-    assert eventually(lambda: fd_count() <= fds + FD_SLACK), (fd_count(), fds)
+    wait_until(lambda: threading.active_count() <= threads, f"at most {threads} threads", SETTLE)
+    assert eventually(lambda: fd_count() <= fds + FD_SLACK, SETTLE), (fd_count(), fds)
     assert traced_growth < TRACED_GROWTH
     assert rss() - memory < RSS_GROWTH
     result = exchange(server.address, get("/body"), until=responses_complete(1))
@@ -331,7 +322,7 @@ def test_half_open_sockets_leave_the_server_idle(serve: Serve) -> None:
     finally:
         for sock in sockets:
             sock.close()
-    assert eventually(lambda: not server.server.connections)
+    wait_until(lambda: not server.server.connections, "every connection to close", SETTLE)
     result = exchange(server.address, get("/"), until=responses_complete(1))
     assert parse_responses(result.data, eof=False).statuses() == [200]
 

@@ -13,10 +13,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
+from tests.support.polling import wait_until
 from tests.support.rawhttp import exchange, parse_responses
 
 App = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -33,16 +34,6 @@ def get(path: str = "/", version: str = "1.1", extra: str = "") -> bytes:
 
 def responses_complete(count: int) -> Callable[[bytes], bool]:
     return lambda data: len(parse_responses(data, eof=False)) >= count
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll `condition` until it holds or `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def environ_app(seen: list[Environ]) -> App:
@@ -178,13 +169,14 @@ def test_file_wrapper_serves_a_file_and_closes_it(
             "200 OK",
             [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(content)))],
         )
-        return environ["wsgi.file_wrapper"](handle, 8192)  # type: ignore[no-any-return]
+        file_wrapper: Callable[[IO[bytes], int], Iterable[bytes]] = environ["wsgi.file_wrapper"]
+        return file_wrapper(handle, 8192)
 
     server = serve(wrap(app))
     result = exchange(server.address, get(), until=responses_complete(1))
     (response,) = parse_responses(result.data, eof=False)
     assert response.body == content
-    assert wait_for(lambda: opened[0].closed)
+    wait_until(lambda: opened[0].closed, "the app's file to be closed")
 
 
 # -- wsgi.input ---------------------------------------------------------------------------
@@ -397,7 +389,10 @@ def test_start_response_with_exc_info_after_the_head_reraises_and_aborts(
     assert b"HTTP/1.1 200 OK\r\n" in result.data
     assert result.data.endswith(b"partial")
     assert reached == []
-    assert wait_for(lambda: any("late failure" in str(r.exc_info) for r in caplog.records))
+    wait_until(
+        lambda: any("late failure" in str(r.exc_info) for r in caplog.records),
+        "the late failure to be logged",
+    )
 
 
 # -- status and header checks -----------------------------------------------------------------

@@ -21,13 +21,14 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 import pytest
+
+from tests.support.polling import eventually
 
 from .support import REPO_ROOT, STOP_TIMEOUT, StderrLog
 
@@ -271,17 +272,18 @@ def start_nginx(
 def _wait_for_pid_file(nginx: Nginx) -> None:
     """Wait until the master wrote its pid: its configuration is loaded, workers starting."""
     pid_file = nginx.prefix / "nginx.pid"
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
+
+    def written() -> bool:
         with contextlib.suppress(FileNotFoundError, ValueError):
             if int(pid_file.read_text().strip()) == nginx.proc.pid:
-                return
+                return True
         if nginx.proc.poll() is not None:
             raise AssertionError(
                 f"nginx exited with {nginx.proc.returncode} while starting\n{nginx.diagnostics()}"
             )
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"nginx wrote no pid file within {START_TIMEOUT} s\n{nginx.diagnostics()}"
-            )
-        time.sleep(0.02)
+        return False
+
+    if not eventually(written, START_TIMEOUT):
+        raise AssertionError(
+            f"nginx wrote no pid file within {START_TIMEOUT} s\n{nginx.diagnostics()}"
+        )

@@ -13,13 +13,14 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.support.polling import eventually
 
 from .support import (
     APPS,
@@ -118,16 +119,17 @@ def get(server: ServerProcess, path: str) -> httpx.Response:
 
 def wait_for_lines(path: Path, pattern: str, count: int) -> list[str]:
     """Poll ``path`` until ``count`` lines match ``pattern``; those lines."""
-    deadline = time.monotonic() + WAIT
+    text = ""
     lines: list[str] = []
-    while True:
+
+    def enough() -> bool:
+        nonlocal text, lines
         text = path.read_text() if path.exists() else ""
         lines = [line for line in text.splitlines() if re.search(pattern, line)]
-        if len(lines) >= count:
-            return lines
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{count} lines matching {pattern!r} in {path}; got:\n{text}")
-        time.sleep(0.05)
+        return len(lines) >= count
+
+    assert eventually(enough, WAIT), f"{count} lines matching {pattern!r} in {path}; got:\n{text}"
+    return lines
 
 
 # -- a gunicorn-style config file ----------------------------------------------------------

@@ -6,21 +6,24 @@ import json
 import re
 import socket
 import threading
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.polling import eventually, wait_until
+
 from .support import ServerProcess, run_cli, start_server
 
 APP = "tests.integration.apps.plain_app:app"
+METRICS_AT = re.compile(r"Metrics at: (\S+/metrics)")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def metrics_url(server: ServerProcess) -> str:
+    """Where the server's --metrics-bind 127.0.0.1:0 landed, as its log line says."""
+    [logged] = server.log.wait_for(METRICS_AT)
+    return logged[1]
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -31,22 +34,26 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return found
 
 
-def wait_for_beats(server: ServerProcess, url: str, predicate: object, timeout: float = 10) -> str:
-    deadline = time.monotonic() + timeout
+def wait_for_beats(
+    server: ServerProcess, url: str, predicate: Callable[[str], bool], timeout: float = 10
+) -> str:
+    """Scrape `url` until `predicate` holds for the text (the workers' beats carry the counts)."""
     text = ""
-    while time.monotonic() < deadline:
+
+    def matched() -> bool:
+        nonlocal text
         text = httpx.get(url, timeout=5).text
-        if predicate(text):  # type: ignore[operator]
-            return text
-        time.sleep(0.2)
-    raise AssertionError(f"metrics never matched; last scrape:\n{text}\n{server.log.text}")
+        return predicate(text)
+
+    if not eventually(matched, timeout):
+        raise AssertionError(f"metrics never matched; last scrape:\n{text}\n{server.log.text}")
+    return text
 
 
 def test_metrics_scrape_cleanly_per_worker_and_summed() -> None:
-    metrics_port = free_port()
-    server = start_server(APP, "-w", "2", "--metrics-bind", f"127.0.0.1:{metrics_port}")
-    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    server = start_server(APP, "-w", "2", "--metrics-bind", "127.0.0.1:0")
     try:
+        url = metrics_url(server)
         for _ in range(10):  # new connections, so both workers may take some
             assert httpx.get(server.url + "/hello", timeout=5).status_code == 200
         httpx.get(server.url + "/missing-page", timeout=5)
@@ -70,14 +77,14 @@ def test_metrics_scrape_cleanly_per_worker_and_summed() -> None:
 
 
 def test_worker_restarts_are_counted_by_reason() -> None:
-    metrics_port = free_port()
     server = start_server(APP, "-w", "1", "--max-requests", "2",
-                          "--metrics-bind", f"127.0.0.1:{metrics_port}")
+                          "--metrics-bind", "127.0.0.1:0")
     try:
+        url = metrics_url(server)
         for _ in range(6):
             httpx.get(server.url + "/hello", timeout=5, headers={"Connection": "close"})
         text = wait_for_beats(
-            server, f"http://127.0.0.1:{metrics_port}/metrics",
+            server, url,
             lambda t: 'wsgiserve_worker_restarts_total{reason="recycled"}' in t,
         )
         assert samples(text)[("wsgiserve_worker_restarts_total", (("reason", "recycled"),))] >= 1
@@ -94,17 +101,18 @@ def test_status_shows_workers_and_the_oldest_request_in_flight(tmp_path: Path) -
     try:
         slow.start()
         server.log.wait_for(re.compile("SLOW-REQUEST-STARTED"), timeout=10)
-        deadline = time.monotonic() + 10
         status: dict[str, object] = {}
-        while time.monotonic() < deadline:
+
+        def in_flight() -> bool:
+            nonlocal status
             result = run_cli("status", "-p", str(pidfile), "--json")
             assert result.returncode == 0, result.stderr
             status = json.loads(result.stdout)
             workers = status["workers"]
             assert isinstance(workers, list)
-            if any(worker.get("oldest") for worker in workers):
-                break
-            time.sleep(0.2)
+            return any(worker.get("oldest") for worker in workers)
+
+        wait_until(in_flight, "the slow request in the status view")
         assert status["pid"] == server.pid
         workers = status["workers"]
         assert isinstance(workers, list)

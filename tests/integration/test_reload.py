@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
+
+from tests.support.polling import wait_until
 
 from .support import start_server
 
@@ -28,12 +29,7 @@ def test_editing_the_app_restarts_the_workers_with_the_new_code(tmp_path: Path) 
     try:
         assert fetch(server.url) == "one"
         source.write_text(APP_SOURCE.format(version="two"))
-        deadline = time.monotonic() + 15
-        seen = "one"
-        while seen != "two" and time.monotonic() < deadline:
-            time.sleep(0.2)
-            seen = fetch(server.url)
-        assert seen == "two"
+        wait_until(lambda: fetch(server.url) == "two", "the restarted workers' new code", 15)
         assert "changed; restarting workers" in server.log.text
     finally:
         assert server.stop() == 0

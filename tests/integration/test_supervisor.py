@@ -10,13 +10,14 @@ import os
 import re
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
+
+from tests.support.polling import eventually, wait_until
 
 from .apps.ops_app import HANG_MARKER, IMPORT_MARKER, SLOW_MARKER
 from .support import APPS, STOP_TIMEOUT, ServerProcess, StartServer, run_cli
@@ -36,15 +37,6 @@ ClientMaker = Callable[[str], httpx.Client]
 # -- helpers -------------------------------------------------------------------------------
 
 
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    """Poll ``predicate`` until it holds; fail naming ``what`` when ``timeout`` runs out."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def worker_pids(server: ServerProcess) -> set[int]:
     return server.worker_pids()
 
@@ -58,7 +50,7 @@ def wait_for_workers(server: ServerProcess, count: int) -> set[int]:
         seen = worker_pids(server)
         return len(seen) == count
 
-    wait_until(settled, f"{count} workers (last seen: {seen})")
+    assert eventually(settled, WAIT), f"{count} workers never settled; last seen: {seen}"
     return seen
 
 
@@ -187,12 +179,12 @@ def test_hup_replaces_every_worker_without_failing_a_request(
     loader = threading.Thread(target=hammer, daemon=True)
     loader.start()
     try:
-        wait_until(lambda: len(answered) >= 20, "requests before the HUP")
+        wait_until(lambda: len(answered) >= 20, "requests before the HUP", WAIT)
         server.proc.send_signal(signal.SIGHUP)
         new = booted(server, 4) - old
-        wait_until(lambda: worker_pids(server) == new, f"only the new workers {new}")
+        wait_until(lambda: worker_pids(server) == new, f"only the new workers {new}", WAIT)
         mark = len(answered)
-        wait_until(lambda: len(answered) >= mark + 20, "requests after the HUP")
+        wait_until(lambda: len(answered) >= mark + 20, "requests after the HUP", WAIT)
     finally:
         stop.set()
         loader.join(60)
@@ -257,7 +249,7 @@ def test_max_requests_recycles_workers(server_factory: StartServer, client: Clie
     server.log.wait_for(re.compile(r"served \d+ requests: restarting"), timeout=WAIT)
     later = booted(server, 3)
     assert later - first
-    wait_until(lambda: bool(worker_pids(server) - first), "a recycled worker's replacement")
+    wait_until(lambda: bool(worker_pids(server) - first), "a recycled worker's replacement", WAIT)
     assert "Traceback" not in server.log.text
 
 
@@ -374,6 +366,7 @@ def test_usr1_reopens_the_access_log(
     wait_until(
         lambda: access.exists() and "before-rotation" in access.read_text(),
         "the first access log line",
+        WAIT,
     )
 
     access.rename(rotated)
@@ -385,7 +378,7 @@ def test_usr1_reopens_the_access_log(
         assert http.get("/hello?after-rotation").status_code == 200
         return access.exists() and "after-rotation" in access.read_text()
 
-    wait_until(logged_anew, "a request logged in the reopened access log")
+    wait_until(logged_anew, "a request logged in the reopened access log", WAIT)
     assert "before-rotation" not in access.read_text()
     assert "before-rotation" in rotated.read_text()
     assert server.proc.poll() is None

@@ -40,11 +40,10 @@ APP = f"{APPS}.plain_app:app"
 SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
 ACTIVATED = re.compile(r"Using 1 socket\(s\) from systemd socket activation")
 ANNOUNCED = re.compile(r"Listening on (?P<address>\S+) as 3\.")  # systemd-socket-activate
-IN_USE = "Address already in use"
 CLIENT_TIMEOUT = 20.0  # seconds, for any one request
 # What systemd does between fork and exec: the socket on fd 3, LISTEN_PID = the pid that
 # will exec the service. argv: the socket's fd here, "self" or a pid for LISTEN_PID, then
-# wsgiserve's arguments.
+# the program to exec and its arguments.
 WRAPPER = """\
 import os, sys
 fd = int(sys.argv[1])
@@ -52,8 +51,9 @@ if fd != 3:
     os.dup2(fd, 3)
     os.close(fd)
 os.environ["LISTEN_PID"] = str(os.getpid()) if sys.argv[2] == "self" else sys.argv[2]
-os.execv(sys.executable, [sys.executable, "-m", "wsgiserve", *sys.argv[3:]])
+os.execv(sys.argv[3], sys.argv[3:])
 """
+WSGISERVE = (sys.executable, "-m", "wsgiserve", APP, "--threads", "2")
 
 
 class SpawnFixture:
@@ -138,34 +138,27 @@ def _stopped_cleanly(server: ServerProcess) -> None:
 
 def _activate(spawn: SpawnFixture, address: str) -> ServerProcess:
     assert SOCKET_ACTIVATE is not None
-    argv = [SOCKET_ACTIVATE, "-l", address, sys.executable, "-m", "wsgiserve", APP]
-    return spawn([*argv, "--threads", "2"])
+    return spawn([SOCKET_ACTIVATE, "-l", address, *WSGISERVE])
 
 
-def _activate_on_free_port(spawn: SpawnFixture) -> tuple[ServerProcess, int]:
-    """systemd-socket-activate on 127.0.0.1 at a port no one holds.
+def _activate_tcp(spawn: SpawnFixture) -> tuple[ServerProcess, int]:
+    """systemd-socket-activate with a loopback socket this test bound, and the socket's port.
 
-    It takes no port 0, so the port is a guess: one the kernel just handed out and took back.
-    Another process may take it in between; then it fails with EADDRINUSE and we guess again.
+    It takes no port 0, but it passes on sockets it inherits by the same LISTEN_FDS protocol,
+    so the test binds port 0 and hands the socket over: the port is never free for another
+    process to take.
     """
-    for _ in range(5):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        activator = _activate(spawn, f"127.0.0.1:{port}")
-        try:
-            activator.log.wait_for(ANNOUNCED, timeout=START_TIMEOUT)
-        except AssertionError:
-            if IN_USE not in activator.log.text:
-                raise
-            continue
-        return activator, port
-    raise AssertionError("five ports in a row were taken")
+    assert SOCKET_ACTIVATE is not None
+    sock = _tcp_listener()
+    port = int(sock.getsockname()[1])
+    activator = _wrapped(spawn, sock, "self", SOCKET_ACTIVATE, *WSGISERVE)
+    activator.log.wait_for(ANNOUNCED, timeout=START_TIMEOUT)
+    return activator, port
 
 
 @pytest.mark.skipif(SOCKET_ACTIVATE is None, reason="systemd-socket-activate is not installed")
 def test_systemd_socket_activate_tcp(spawn: SpawnFixture) -> None:
-    activator, port = _activate_on_free_port(spawn)
+    activator, port = _activate_tcp(spawn)
     # Nothing runs wsgiserve until a client connects: this first request starts it.
     _assert_serves(f"http://127.0.0.1:{port}")
     activator.log.wait_for(ACTIVATED, timeout=START_TIMEOUT)
@@ -191,13 +184,13 @@ def test_systemd_socket_activate_unix(spawn: SpawnFixture, tmp_path: Path) -> No
 
 
 def _wrapped(
-    spawn: SpawnFixture, sock: socket.socket, listen_pid: str, *args: str
+    spawn: SpawnFixture, sock: socket.socket, listen_pid: str, *argv: str
 ) -> ServerProcess:
-    """wsgiserve with ``sock`` on fd 3, LISTEN_FDS=1 and LISTEN_PID=``listen_pid``."""
+    """``argv`` run with ``sock`` on fd 3, LISTEN_FDS=1 and LISTEN_PID=``listen_pid``."""
     fd = sock.fileno()
-    argv = [sys.executable, "-c", WRAPPER, str(fd), listen_pid, APP, "--threads", "2", *args]
+    command = [sys.executable, "-c", WRAPPER, str(fd), listen_pid, *argv]
     try:
-        return spawn(argv, env={"LISTEN_FDS": "1"}, pass_fds=(fd,))
+        return spawn(command, env={"LISTEN_FDS": "1"}, pass_fds=(fd,))
     finally:
         sock.close()  # the server holds its own copy, as it would under systemd
 
@@ -207,7 +200,7 @@ def test_listen_fds_socket_is_served(spawn: SpawnFixture, tmp_path: Path, worker
     sock = _tcp_listener()
     port = int(sock.getsockname()[1])
     ignored = tmp_path / "ignored.sock"
-    server = _wrapped(spawn, sock, "self", "-w", str(workers), "-b", f"unix:{ignored}")
+    server = _wrapped(spawn, sock, "self", *WSGISERVE, "-w", str(workers), "-b", f"unix:{ignored}")
     [listening] = server.log.wait_for(LISTENING, timeout=START_TIMEOUT)
     assert listening["address"] == f"http://127.0.0.1:{port}"
     server.log.wait_for(ACTIVATED)
@@ -221,7 +214,7 @@ def test_listen_fds_for_another_pid_are_not_claimed(spawn: SpawnFixture) -> None
     # a parent and merely inherited, so fd 3 is not ours and -b applies.
     sock = _tcp_listener()
     passed_port = int(sock.getsockname()[1])
-    server = _wrapped(spawn, sock, str(os.getpid()), "-b", "127.0.0.1:0")
+    server = _wrapped(spawn, sock, str(os.getpid()), *WSGISERVE, "-b", "127.0.0.1:0")
     [listening] = server.log.wait_for(LISTENING, timeout=START_TIMEOUT)
     assert listening["address"] != f"http://127.0.0.1:{passed_port}"
     _assert_serves(listening["address"], times=1)

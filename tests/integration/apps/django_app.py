@@ -58,7 +58,9 @@ def form(request: HttpRequest) -> HttpResponse:
 def upload(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return HttpResponse(status=405)
-    blob = request.FILES["file"]
+    blob = request.FILES.get("file")
+    if blob is None:  # Flask answers 400 for a missing file too
+        return HttpResponse(status=400)
     data = blob.read()
     return JsonResponse(
         {
