@@ -81,8 +81,14 @@ def connection_environ(base: Environ, sockname: Any, peername: Any) -> Environ:
         environ["SERVER_NAME"] = str(sockname[0])
         environ["SERVER_PORT"] = str(sockname[1])
     else:
+        # A unix socket has no port, but PEP 3333 requires a non-empty SERVER_PORT. The
+        # scheme's default port is what uvicorn's WSGI adapter uses, and what gunicorn uses
+        # when a Host field has no port (from a Host field it takes name and port; without
+        # one, ""). The client's Host is not used: it is per request and the client's to
+        # choose, and it already reaches the app as HTTP_HOST, which PEP 3333's URL
+        # reconstruction prefers. A trusted proxy's X-Forwarded-Port still overrides this.
         environ["SERVER_NAME"] = "localhost"
-        environ["SERVER_PORT"] = ""
+        environ["SERVER_PORT"] = "443" if base.get("wsgi.url_scheme") == "https" else "80"
     if isinstance(peername, tuple):
         environ["REMOTE_ADDR"] = str(peername[0])
         environ["REMOTE_PORT"] = str(peername[1])
@@ -113,6 +119,10 @@ def _split_target(method: str, target: bytes) -> tuple[bytes, bytes, str | None]
         raise BadRequest("unparseable request-target") from None
     if not url.schema or url.host is None:
         raise BadRequest("request-target is neither origin- nor absolute-form")
+    if url.schema.lower() not in (b"http", b"https"):
+        # RFC 9112 §3.2.2: an origin server is asked for its own http(s) resources; any
+        # other scheme is a proxy request (or a confused client), never a path to serve.
+        raise BadRequest("absolute-form target with a scheme other than http(s)")
     if url.userinfo:
         raise BadRequest("userinfo in the request-target")  # RFC 9110 §4.2.4
     authority = url.host.decode("latin-1")

@@ -18,8 +18,10 @@ from .exchange import COPY_LIMIT, Exchange, Wire, pieces
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 WriteCallable = Callable[[bytes], None]
 
-# RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ]
-_STATUS = re.compile(r"[1-9][0-9]{2}(?: [\t\x20-\x7e\x80-\xff]*)?")
+# RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ]. The app's
+# status is the final one: 1xx are interim (RFC 9110 §15.2; the server sends 100 Continue
+# itself and never switches protocols) and RFC 9110 §15 defines nothing past 599.
+_STATUS = re.compile(r"[2-5][0-9]{2}(?: [\t\x20-\x7e\x80-\xff]*)?")
 # RFC 9110 §5.1 token, and §5.5 field-value characters (no CTLs but HTAB).
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -110,7 +112,7 @@ class Response:
         self._code = 0
         self._headers = b""
         self._content_length: int | None = None
-        self._no_body = False  # HEAD, 1xx, 204 or 304 (RFC 9110 §6.4.1): set by start_response
+        self._no_body = False  # HEAD, 204 or 304 (RFC 9110 §6.4.1): set by start_response
         self.started = False
         self.head_sent = False
         self.chunked = False
@@ -260,14 +262,12 @@ class Response:
         head = self._headers
         code = self._code
         if self._no_body:
-            if code < 200 or code == 204:
+            if code == 204:
                 head = _without_content_length(head)
-            elif (
-                known_length is not None
-                and self._content_length is None
-                and code != 304
-            ):
-                # RFC 9110 §9.3.2: HEAD reports the length GET would send.
+            elif known_length and self._content_length is None and code != 304:
+                # RFC 9110 §9.3.2: HEAD reports the length GET would send. An empty body
+                # proves nothing (the app may have skipped it for HEAD, or streamed nothing
+                # yet), and §8.6 forbids a wrong length where none is allowed.
                 head += b"Content-Length: %d\r\n" % known_length
         elif self._content_length is None:
             if known_length is not None:
@@ -280,10 +280,12 @@ class Response:
                 self.close_after = True  # close-delimited body (RFC 9112 §6.3 item 8)
         keep_alive = not self.close_after and exchange.may_keep_alive()
         self.close_after = not keep_alive
-        if exchange.version == "1.1":
-            if not keep_alive:
-                head += b"Connection: close\r\n"
-        elif keep_alive:
+        # RFC 9112 §9.3 and §9.6: say so when this response ends the connection, whatever
+        # the version (an HTTP/1.0 client may have asked for keep-alive and must learn it was
+        # refused); HTTP/1.0 persistence is only ever announced.
+        if not keep_alive:
+            head += b"Connection: close\r\n"
+        elif exchange.version != "1.1":
             head += b"Connection: keep-alive\r\n"
         return self._status_line + head + b"\r\n"
 

@@ -137,6 +137,12 @@ def test_status_line(status: str, line: bytes) -> None:
         "2000 OK",
         "200OK",
         "099 Low",
+        "100 Continue",
+        "101 Switching Protocols",
+        "103 Early Hints",
+        "199",
+        "600 Beyond",
+        "999",
         "OK 200",
         "",
         "200 OK\r\nX-Injected: 1",
@@ -290,7 +296,7 @@ def test_streamed_body_is_close_delimited_on_http10() -> None:
     _, got, body = split(exchange.wire)
     assert header(got, b"transfer-encoding") == []
     assert header(got, b"content-length") == []
-    assert header(got, b"connection") == []
+    assert header(got, b"connection") == [b"close"]
     assert body == b"abcdef"
     assert not exchange.kept_alive
 
@@ -308,7 +314,7 @@ def test_no_keep_alive_means_close(version: str) -> None:
     exchange = FakeExchange(version=version, keep_alive=False)
     respond(exchange, "200 OK", [TEXT], [b"abc"], "list")
     _, got, _ = split(exchange.wire)
-    assert header(got, b"connection") == ([b"close"] if version == "1.1" else [])
+    assert header(got, b"connection") == [b"close"]
     assert not exchange.kept_alive
 
 
@@ -322,12 +328,11 @@ def test_empty_streamed_body() -> None:
 
 
 @pytest.mark.parametrize("shape", ["list", "stream"])
-@pytest.mark.parametrize("status", ["100 Continue", "103 Early Hints", "204 No Content"])
-def test_no_body_and_no_length_for_1xx_and_204(shape: str, status: str) -> None:
+def test_no_body_and_no_length_for_204(shape: str) -> None:
     exchange = FakeExchange()
-    respond(exchange, status, [TEXT, ("Content-Length", "4")], [b"body"], shape)
+    respond(exchange, "204 No Content", [TEXT, ("Content-Length", "4")], [b"body"], shape)
     first, got, body = split(exchange.wire)
-    assert first == f"HTTP/1.1 {status}".encode()
+    assert first == b"HTTP/1.1 204 No Content"
     assert header(got, b"content-length") == []
     assert header(got, b"transfer-encoding") == []
     assert body == b""
@@ -353,6 +358,46 @@ def test_head_keeps_the_apps_length_and_sends_no_body(shape: str) -> None:
     assert header(got, b"transfer-encoding") == []
     assert body == b""
     assert exchange.kept_alive
+
+
+@pytest.mark.parametrize(
+    ("parts", "shape"),
+    [
+        ([], "stream"),
+        ([b""], "stream"),
+        ([b"", b"body"], "stream"),
+        ([b"body"], "stream"),
+        ([], "list"),
+        ([b""], "list"),
+    ],
+)
+def test_head_never_invents_a_length(parts: list[bytes], shape: str) -> None:
+    """RFC 9110 §8.6, §9.3.2: a HEAD response without the app's Content-Length states one
+    only when the app produced the whole, non-empty body GET would send (a list)."""
+    exchange = FakeExchange(head_request=True)
+    respond(exchange, "200 OK", [TEXT], parts, shape)
+    _, got, body = split(exchange.wire)
+    assert header(got, b"content-length") == []
+    assert header(got, b"transfer-encoding") == []
+    assert body == b""
+    assert exchange.kept_alive
+
+
+def test_head_reports_a_list_bodys_length() -> None:
+    exchange = FakeExchange(head_request=True)
+    respond(exchange, "200 OK", [TEXT], [b"ab", b"cd"], "list")
+    _, got, body = split(exchange.wire)
+    assert header(got, b"content-length") == [b"4"]
+    assert body == b""
+
+
+@pytest.mark.parametrize("shape", ["list", "stream"])
+def test_head_on_http10_closing_says_close(shape: str) -> None:
+    exchange = FakeExchange(version="1.0", head_request=True, keep_alive=False)
+    respond(exchange, "200 OK", [TEXT], [b"body"], shape)
+    _, got, _ = split(exchange.wire)
+    assert header(got, b"connection") == [b"close"]
+    assert not exchange.kept_alive
 
 
 # -- Content-Length mismatches ----------------------------------------------------------------
