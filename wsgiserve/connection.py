@@ -29,6 +29,7 @@ from .errors import (
     HTTPError,
     RequestTimeout,
     ServiceUnavailable,
+    TrailerTooLarge,
 )
 from .exchange import Exchange, Wire, wire_size
 from .flow import WriteGate
@@ -50,6 +51,8 @@ PAUSED_PIPELINE = 2  # parsed requests are waiting behind the one in the app
 PAUSED_POOL = 4  # every thread is busy and the pool's queue is full
 
 _BODY_STATES = (Reading.BODY, Reading.DRAINING)
+# What the app's `wsgi.input` raises for an error found in a body it is reading.
+_BODY_FAILURES: dict[int, type[BodyFramingError]] = {413: BodyTooLarge, 431: TrailerTooLarge}
 
 
 class HttpConnection(asyncio.Protocol):
@@ -251,7 +254,7 @@ class HttpConnection(asyncio.Protocol):
             receiving.keep_alive = False
             if receiving is self.current:
                 # The app is reading this body: its next read raises, and the app answers.
-                failure = BodyTooLarge if error.status == 413 else BodyFramingError
+                failure = _BODY_FAILURES.get(error.status, BodyFramingError)
                 receiving.body.fail(failure(error.detail))
                 self._stop_reading()
                 return

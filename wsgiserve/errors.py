@@ -92,6 +92,12 @@ class BodyTooLarge(BodyFramingError):
     status = "413 Content Too Large"
 
 
+class TrailerTooLarge(BodyFramingError):
+    """The trailer section broke --limit-request-fields or --limit-request-field_size."""
+
+    status = "431 Request Header Fields Too Large"
+
+
 class BodyTimeout(BodyFramingError):
     """The client stopped sending the body for --body-timeout seconds."""
 

@@ -30,6 +30,10 @@ _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", 
                          "proxy-connection", "trailer"})
 
 _CACHE_LIMIT = 1024
+# A body returned whole (a list) up to this size crosses to the loop in one piece; a
+# bigger one crosses in slices through the write gate (see `Response.finish_with`).
+WHOLE_BODY_LIMIT = 1024 * 1024
+BODY_SLICE = 256 * 1024
 _status_lines: dict[str, tuple[bytes, int]] = {}
 # Apps mostly send the same header list every time: validated and encoded once.
 # (encoded, content-length, close, has Date, has Server)
@@ -226,6 +230,18 @@ class Response:
             self.close_after = True
             self._exchange.log_error("the app sent more than its Content-Length; extra dropped")
         self.sent = size
+        if size > WHOLE_BODY_LIMIT:
+            # Posted whole, a big body would sit in the transport for as long as a slow
+            # client takes to read it, one copy per connection. In slices, each reserved
+            # at the write gate, this thread waits instead, and the minimum download rate
+            # frees it from a client that does not read.
+            self._exchange.send(pieces(head, body[:BODY_SLICE]))
+            end = size - BODY_SLICE
+            for start in range(BODY_SLICE, end, BODY_SLICE):
+                self._exchange.send(body[start : start + BODY_SLICE])
+            last = ((size - 1) // BODY_SLICE) * BODY_SLICE
+            self._ending = body[last:]
+            return
         self._ending = head + body if size <= COPY_LIMIT else pieces(head, body)
 
     def _send(self, data: Wire) -> None:
