@@ -177,8 +177,8 @@ class HttpConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         self.gate.pause()
         stamps = self.stamps
-        stamps.write_stalled_since = self.context.clock.now
-        stamps.write_sent_at_stall = stamps.write_sent = self._taken()
+        stamps.write_stalled_since = stamps.write_window_since = self.context.clock.now
+        stamps.write_sent_at_window = stamps.write_sent = self._taken()
 
     def resume_writing(self) -> None:
         self.gate.resume()
@@ -581,9 +581,13 @@ class HttpConnection(asyncio.Protocol):
             log.info("client stopped reading for %gs (--write-timeout): dropping it",
                      settings.write_timeout)
             self._abort()
+        elif action is Action.NEXT_DOWNLOAD_WINDOW:
+            stamps = self.stamps
+            stamps.write_window_since = self.context.clock.now
+            stamps.write_sent_at_window = stamps.write_sent
         elif action is Action.ABORT_SLOW_READER:
-            log.info("client reads slower than %g bytes/s (--min-download-rate): dropping it",
-                     settings.min_download_rate)
+            log.info("client takes its response slower than %g bytes/s "
+                     "(--min-download-rate): dropping it", settings.min_download_rate)
             self._abort()
         elif action is Action.HEAD_TIMEOUT:
             log.info("request head not complete after %gs (--header-timeout)",

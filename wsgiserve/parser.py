@@ -74,8 +74,9 @@ class _Stop(Exception):
 
 class RequestParser:
     __slots__ = (
+        "_begin",
+        "_body_left",
         "_body_received",
-        "_carry",
         "_chunk",
         "_environ_base",
         "_error",
@@ -88,12 +89,13 @@ class RequestParser:
         "_in_head",
         "_in_trailers",
         "_length",
+        "_line",
+        "_line_limit",
         "_method",
         "_parser",
         "_peer_trusted",
         "_proxies",
         "_raw_remaining",
-        "_scan_from",
         "_settings",
         "_sink",
         "_upgrading",
@@ -120,8 +122,10 @@ class RequestParser:
         self._head_limit = head_limit
         self._parser = httptools.HttpRequestParser(self)
         self._chunk = b""  # the piece being parsed now
-        self._carry = b""  # earlier bytes of a request head that spans pieces
-        self._scan_from = 0  # where in `_chunk` the next request line may start
+        self._begin = 0  # where in `_chunk` a new message may start, at the earliest
+        self._line = b""  # the current message's bytes, kept until its request line is read
+        self._line_limit = settings.limit_request_line + 16
+        self._body_left = 0  # bytes still to come of a Content-Length body
         self._method = b""
         self._url = b""
         self.headers: list[tuple[bytes, bytes]] = []
@@ -166,10 +170,16 @@ class RequestParser:
         return b""
 
     def _feed(self, piece: bytes) -> None:
-        if not self._in_body:
+        if self._in_body:
+            # A message after a Content-Length body starts right where the body ends; after
+            # a chunked one, the piece can only start with the CR/LF left of its end.
+            self._begin = self._body_left if self._length is not None else 0
+        else:
+            self._begin = 0
             self._head_bytes += len(piece)
+            if self._in_head and len(self._line) <= self._line_limit:
+                self._line += piece  # the head began in an earlier piece
         self._chunk = piece
-        self._scan_from = 0
         self._event = False
         try:
             self._parser.feed_data(piece)
@@ -190,8 +200,6 @@ class RequestParser:
                     self._refuse(BadRequest("chunk-size line too long"), True)
         elif self._head_bytes > self._head_limit:
             self._refuse(HeaderFieldsTooLarge("request head too large"), False)
-        elif self._in_head:  # keep the start of a request line split across pieces
-            self._carry = (self._carry + piece)[-(self._settings.limit_request_line + 16) :]
 
     def _refuse(self, error: HTTPError, in_body: bool) -> None:
         error.head_request = self.head_method
@@ -208,6 +216,8 @@ class RequestParser:
         self._url = b""
         self.headers = []
         self._in_head = True
+        # The message starts at `_begin` in this piece at the earliest: keep its first line.
+        self._line = self._chunk[self._begin :]
         self._field_count = 0
 
     def on_url(self, url: bytes) -> None:
@@ -266,6 +276,7 @@ class RequestParser:
             self._in_body = True
             self._gap = 0
             self._body_received = 0
+            self._body_left = length or 0
         upgrade = self._parser.should_upgrade()
         if upgrade:
             if length is None:
@@ -283,32 +294,28 @@ class RequestParser:
         )
 
     def _check_request_line(self, method: bytes, url: bytes) -> str:
-        """The request's HTTP version, once the line is known to name HTTP (not RTSP/ICE)."""
-        chunk = self._chunk
-        start = self._scan_from
-        protocol_at = start + len(method) + len(url) + 2
-        version = None
-        if self._carry:  # the line began in an earlier piece
-            protocol, _ = validate.protocol_name(method, url, self._carry + chunk, 0)
-            self._carry = b""
-        elif (
-            # The usual case, checked without building the line: it starts where the
-            # previous one's head ended and reads exactly "method SP url SP HTTP/".
-            chunk.startswith(b"HTTP/", protocol_at)
-            and chunk.startswith(method, start)
-            and chunk.startswith(url, start + len(method) + 1)
-            and chunk[start + len(method)] == 32
-            and chunk[protocol_at - 1] == 32
+        """The request's HTTP version, once its line reads exactly
+        `method SP request-target SP HTTP/d.d CRLF` (RFC 9112 §3).
+
+        llhttp accepts more (several spaces between the parts; RTSP/ICE protocol names),
+        which a proxy in front may read differently: those lines are refused here.
+        """
+        line = self._line.lstrip(b"\r\n")  # RFC 9112 §2.2: empty lines before it are ignored
+        self._line = b""
+        version_at = len(method) + len(url) + 2
+        end = version_at + 8
+        if not (
+            line.startswith(method)
+            and line[len(method) : len(method) + 1] == b" "
+            and line.startswith(url, len(method) + 1)
+            and line[version_at - 1 : version_at] == b" "
+            and line.startswith(b"HTTP/", version_at)
+            and line[end : end + 2] == b"\r\n"
         ):
-            protocol = b"HTTP/"
-            self._scan_from = protocol_at
-            # The version llhttp parsed is right there: "HTTP/1.1" (no formatting call).
-            version = _VERSIONS.get(chunk[protocol_at + 5 : protocol_at + 8])
-        else:
-            protocol, self._scan_from = validate.protocol_name(method, url, chunk, start)
-        if protocol[:4] in (b"RTSP", b"ICE/"):
-            self._error = BadRequest("not an HTTP request line")
+            self._error = BadRequest("malformed request line")
             raise _Stop
+        # The version llhttp parsed is right there: "HTTP/1.1" (no formatting call).
+        version = _VERSIONS.get(line[version_at + 5 : end])
         if version is None:
             version = self._parser.get_http_version()
         return version
@@ -324,6 +331,7 @@ class RequestParser:
         self._event = True
         self._in_trailers = False
         self._body_received += len(data)
+        self._body_left -= len(data)
         limit = self._settings.limit_request_body
         if limit and self._body_received > limit:  # a chunked body that keeps growing
             self._error = PayloadTooLarge(f"request body over {limit} bytes")

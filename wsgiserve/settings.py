@@ -89,9 +89,9 @@ class Settings:
         "--min-download-rate",
         unit="bytes/s",
         metavar="BYTES_PER_S",
-        help="Slowest a client may take a response whose bytes wait for it, once "
-        "--min-rate-grace has passed; a slower one is dropped and its thread freed long "
-        "before --write-timeout. 0: off.",
+        help="Slowest a client may take a response whose bytes wait for it, measured over "
+        "each --min-rate-grace window while writing is stalled; a slower one is dropped and "
+        "its thread freed long before --write-timeout. 0: off.",
     )
     min_rate_grace: float = _setting(
         5.0,

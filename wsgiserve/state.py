@@ -42,6 +42,7 @@ class Action(enum.Enum):
     ABORT_FLUSH = "abort-flush"  # the client never took the end of its response
     ABORT_STALLED_WRITE = "abort-stalled-write"  # --write-timeout with no progress
     ABORT_SLOW_READER = "abort-slow-reader"  # slower than --min-download-rate
+    NEXT_DOWNLOAD_WINDOW = "next-download-window"  # fast enough: measure the next window
     HEAD_TIMEOUT = "head-timeout"  # 408: the head did not arrive in --header-timeout
     BODY_TIMEOUT = "body-timeout"  # the body paused for --body-timeout while we read
     BODY_TOO_SLOW = "body-too-slow"  # the body arrives slower than --min-upload-rate
@@ -75,7 +76,8 @@ class Stamps:
     body_wanted_before: float = 0.0  # seconds wanted in earlier periods of this body
     body_received: int = 0  # body bytes of the current request
     write_stalled_since: float = 0.0  # the transport paused writing; 0: it is not paused
-    write_sent_at_stall: int = 0  # bytes the client had taken when the stall began
+    write_window_since: float = 0.0  # start of the current download-rate window
+    write_sent_at_window: int = 0  # bytes the client had taken when that window began
     write_sent: int = 0  # bytes the client has taken (given to the kernel)
     closing_since: float = 0.0
 
@@ -115,15 +117,17 @@ def timer_action(
         return Action.CLOSE if now - stamps.since >= LINGER_SECONDS else Action.NOTHING
     stalled = stamps.write_stalled_since
     if stalled:
-        waited = now - stalled
-        if limits.write_timeout and waited >= limits.write_timeout:
+        if limits.write_timeout and now - stalled >= limits.write_timeout:
             return Action.ABORT_STALLED_WRITE
-        if (
-            limits.min_download_rate
-            and waited >= limits.rate_grace
-            and stamps.write_sent - stamps.write_sent_at_stall < limits.min_download_rate * waited
-        ):
-            return Action.ABORT_SLOW_READER
+        # Measured in windows of --min-rate-grace from the stall, not from its start: the
+        # kernel's send buffer takes a burst just after a client stops reading, which
+        # would otherwise pass for progress for a long time.
+        window = now - stamps.write_window_since
+        if limits.min_download_rate and window >= max(limits.rate_grace, 1.0):
+            taken = stamps.write_sent - stamps.write_sent_at_window
+            if taken < limits.min_download_rate * window:
+                return Action.ABORT_SLOW_READER
+            return Action.NEXT_DOWNLOAD_WINDOW
     if reading is Reading.BODY or reading is Reading.DRAINING:
         if not stamps.body_wanted_since:
             return Action.NOTHING  # we are not reading: not the client's fault

@@ -82,20 +82,3 @@ def keep_alive_requested(environ: Environ, version: str) -> bool:
     if "close" in tokens:
         return False
     return version == "1.1" or "keep-alive" in tokens
-
-
-def protocol_name(method: bytes, url: bytes, data: bytes, start: int) -> tuple[bytes, int]:
-    """The first five bytes after `method url ` in `data` (from `start`), and where that
-    line ends; (b"", start) when the line is not there.
-
-    llhttp also parses RTSP/1.0 and ICE/1.0 request lines and httptools reports only the
-    version number, so the server looks at the line itself (RFC 9112 §2.3: the protocol
-    name is "HTTP"). The search stops at the first match, which is the line just parsed:
-    it never scans the request's body.
-    """
-    line = method + b" " + url + b" "
-    found = data.find(line, start)
-    if found < 0:
-        return b"", start
-    end = found + len(line)
-    return data[end : end + 5], end

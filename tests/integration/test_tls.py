@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,3 +89,22 @@ def test_a_missing_key_file_is_a_clear_startup_error(
     assert result.returncode != 0
     assert "--keyfile" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_client_that_never_starts_the_handshake_is_dropped_after_the_header_timeout(
+    cert_files: dict[str, Path],
+) -> None:
+    # asyncio's default would hold such a client for 60 s, outside every connection count.
+    with (
+        wsgiserve.background_server(
+            scheme_app, threads=1, header_timeout=1, certfile=str(cert_files["cert"]),
+            keyfile=str(cert_files["key"]),
+        ) as server,
+        socket.create_connection(server.address) as silent,
+    ):
+        silent.settimeout(15)  # a TimeoutError here means the server held on
+        try:
+            data = silent.recv(1)
+        except ConnectionResetError:
+            data = b""
+        assert data == b""

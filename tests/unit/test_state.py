@@ -104,20 +104,26 @@ ROWS = [
      Action.BODY_TIMEOUT),
     # A client that stops reading: --write-timeout with no progress at all...
     ("write-stalled-at", Reading.IDLE, T0 + 30.0,
-     {"in_flight": True, "write_stalled_since": T0, "write_sent_at_stall": 500,
-      "write_sent": 500 + 240 * 30}, Action.ABORT_STALLED_WRITE),
-    # ...and long before it, slower than the minimum download rate after the grace.
-    ("download-in-grace", Reading.IDLE, T0 + 4.9,
-     {"in_flight": True, "write_stalled_since": T0, "write_sent": 0}, Action.NOTHING),
+     {"in_flight": True, "write_stalled_since": T0, "write_window_since": T0 + 29.0,
+      "write_sent_at_window": 500, "write_sent": 500}, Action.ABORT_STALLED_WRITE),
+    # ...and long before it, slower than the minimum download rate, measured in windows
+    # of the grace period from the stall.
+    ("download-in-window", Reading.IDLE, T0 + 4.9,
+     {"in_flight": True, "write_stalled_since": T0, "write_window_since": T0,
+      "write_sent": 0}, Action.NOTHING),
     ("download-too-slow", Reading.IDLE, T0 + 5.0,
-     {"in_flight": True, "write_stalled_since": T0, "write_sent_at_stall": 100,
-      "write_sent": 100 + 1199}, Action.ABORT_SLOW_READER),
+     {"in_flight": True, "write_stalled_since": T0, "write_window_since": T0,
+      "write_sent_at_window": 100, "write_sent": 100 + 1199}, Action.ABORT_SLOW_READER),
     ("download-fast-enough", Reading.IDLE, T0 + 5.0,
-     {"in_flight": True, "write_stalled_since": T0, "write_sent_at_stall": 100,
-      "write_sent": 100 + 1200}, Action.NOTHING),
+     {"in_flight": True, "write_stalled_since": T0, "write_window_since": T0,
+      "write_sent_at_window": 100, "write_sent": 100 + 1200}, Action.NEXT_DOWNLOAD_WINDOW),
+    # A burst taken by the kernel in the first window does not excuse a second one.
+    ("download-stopped-after-a-burst", Reading.IDLE, T0 + 10.0,
+     {"in_flight": True, "write_stalled_since": T0, "write_window_since": T0 + 5.0,
+      "write_sent_at_window": 300_000, "write_sent": 300_000}, Action.ABORT_SLOW_READER),
     ("download-rate-off", Reading.IDLE, T0 + 29.0,
-     {"in_flight": True, "write_stalled_since": T0, "write_sent": 0,
-      "limits": replace(LIMITS, min_download_rate=0)}, Action.NOTHING),
+     {"in_flight": True, "write_stalled_since": T0, "write_window_since": T0,
+      "write_sent": 0, "limits": replace(LIMITS, min_download_rate=0)}, Action.NOTHING),
     # After our FIN, input is read and dropped for a short linger, then the close.
     ("linger-before", Reading.LINGERING, T0 + LINGER_SECONDS - 0.1, {}, Action.NOTHING),
     ("linger-at", Reading.LINGERING, T0 + LINGER_SECONDS, {}, Action.CLOSE),
