@@ -29,54 +29,48 @@ def run_app(app: App, exchange: Exchange) -> None:
 
     Whatever happens — the client gone at any moment, the app raising anything,
     `BaseException` included — the loop hears exactly once how the request ended, which
-    is what gives its pool slot and its connection back.
+    is what gives its pool slot and its connection back (the `finally` below).
     """
     try:
         if exchange.gate.closed:  # the client left while the request waited for a thread
             return
-        _run(app, exchange)
-    except BaseException:  # _run handles the app's errors; this is the last net
-        log.exception("unexpected error while finishing %s", _describe(exchange))
+        exchange.thread_id = get_ident()
+        clock = exchange.clock
+        if clock.pre_request is not None:
+            _hook(clock.pre_request, clock.hook_worker, HookRequest(exchange.environ))
+        response = Response(exchange)
+        result: Any = None
+        try:
+            result = app(exchange.environ, response.start_response)
+            if type(result) is list or type(result) is tuple:
+                if not response.started:
+                    raise InvalidResponse("the app returned without calling start_response")
+                response.finish_with(result[0] if len(result) == 1 else b"".join(result))
+            else:
+                _stream(response, result, exchange.head_request)
+        except ClientDisconnected:
+            log.debug("client went away during %s", _describe(exchange))
+            _close(result, exchange)
+            return
+        except BaseException as error:  # SystemExit from an app is its error, not ours to obey
+            _close(result, exchange)
+            _fail(exchange, response, error)
+            return
+        if type(result) is not list:  # a list has no close(); looking costs an AttributeError
+            _close(result, exchange)
+        if (
+            clock.access_log is not None
+            or clock.stats is not None
+            or clock.post_request is not None
+        ):
+            _log_access(exchange, response)
+        try:
+            response.complete()
+        except ClientDisconnected:
+            log.debug("client went away at the end of %s", _describe(exchange))
     finally:
         if not exchange.ended:
             exchange.abort()
-
-
-def _run(app: App, exchange: Exchange) -> None:
-    exchange.thread_id = get_ident()
-    clock = exchange.clock
-    if clock.pre_request is not None:
-        _hook(clock.pre_request, clock.hook_worker, HookRequest(exchange.environ))
-    response = Response(exchange)
-    result: Any = None
-    try:
-        result = app(exchange.environ, response.start_response)
-        if type(result) is list or type(result) is tuple:
-            if not response.started:
-                raise InvalidResponse("the app returned without calling start_response")
-            response.finish_with(result[0] if len(result) == 1 else b"".join(result))
-        else:
-            _stream(response, result, exchange.head_request)
-    except ClientDisconnected:
-        log.debug("client went away during %s", _describe(exchange))
-        _close(result, exchange)
-        return
-    except BaseException as error:  # SystemExit from an app is its error, not ours to obey
-        _close(result, exchange)
-        _fail(exchange, response, error)
-        return
-    if type(result) is not list:  # a list has no close(); looking costs an AttributeError
-        _close(result, exchange)
-    if (
-        clock.access_log is not None
-        or clock.stats is not None
-        or clock.post_request is not None
-    ):
-        _log_access(exchange, response)
-    try:
-        response.complete()
-    except ClientDisconnected:
-        log.debug("client went away at the end of %s", _describe(exchange))
 
 
 def _stream(response: Response, result: Iterable[bytes], head_request: bool) -> None:

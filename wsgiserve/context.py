@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ConnectionContext:
     """Settings, clock, the pool's loop-side face and the per-server templates.
 
@@ -29,6 +29,8 @@ class ConnectionContext:
         environ_base: the environ keys every request of the server shares.
         head_limit: bytes a request head may take before it is refused (431).
         opened, closed: called with the connection when it opens and closes.
+        post, limit_concurrency, body_preread: `pool.post` and two settings, kept at hand
+            for the per-request path.
     """
 
     settings: Settings
@@ -40,6 +42,9 @@ class ConnectionContext:
     head_limit: int
     opened: Callable[[Any], None]
     closed: Callable[[Any], None]
+    post: Callable[[Callable[[Any], None], Any], None]
+    limit_concurrency: int
+    body_preread: int
 
 
 def limits_from(settings: Settings) -> Limits:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 import httptools
 
 from . import validate
+from .body import EMPTY_BODY
 from .environ import Environ, request_environ, request_id
 from .errors import (
     BadRequest,
@@ -40,6 +41,7 @@ _VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
 # A well-formed request line (RFC 9112 §3) whose method is a token (RFC 9110 §5.6.2).
 _METHOD_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [\x21-\x7e]+ HTTP/[0-9]\.[0-9]\r\n")
 _END_OF_HEAD = b"\r\n\r\n"
+_CR_LF = (b"\r", b"\n")
 
 
 class RequestSink(Protocol):
@@ -86,12 +88,13 @@ class RequestParser:
         "_head_bytes",
         "_head_limit",
         "_in_body",
-        "_in_head",
         "_in_trailers",
         "_length",
         "_line",
         "_line_limit",
         "_method",
+        "_on_head",
+        "_on_message_end",
         "_parser",
         "_peer_trusted",
         "_proxies",
@@ -102,6 +105,7 @@ class RequestParser:
         "_url",
         "head_method",
         "headers",
+        "in_head",
         "pause_after_head",
         "stopped",
     )
@@ -115,6 +119,8 @@ class RequestParser:
         head_limit: int,
     ) -> None:
         self._sink = sink
+        self._on_head = sink.on_head  # bound once: called for every request
+        self._on_message_end = sink.on_message_end
         self._settings = settings
         self._environ_base = environ_base
         self._proxies = proxies
@@ -130,7 +136,7 @@ class RequestParser:
         self._url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_method = False  # the request being parsed is a HEAD
-        self._in_head = False
+        self.in_head = False  # bytes of a request head arrived and its end has not
         self._in_body = False
         self._in_trailers = False
         self._head_bytes = 0
@@ -152,6 +158,10 @@ class RequestParser:
     def feed(self, data: bytes) -> bytes:
         """Parse `data`; return what was left unparsed because `pause_after_head` was set
         (feed it again later), or b""."""
+        end = data.find(_END_OF_HEAD) + 4
+        if (end == len(data) or end == 3) and self._raw_remaining < 0 and not self.stopped:
+            self._feed(data)  # the usual read: at most one head in it
+            return b""
         while data and not self.stopped:
             if self._raw_remaining >= 0:
                 data = self._feed_raw(data)
@@ -165,7 +175,7 @@ class RequestParser:
             else:
                 piece, data = data, b""
             self._feed(piece)
-            if data and self.pause_after_head and not self._in_body and not self._in_head:
+            if data and self.pause_after_head and not self._in_body and not self.in_head:
                 return data
         return b""
 
@@ -177,7 +187,7 @@ class RequestParser:
         else:
             self._begin = 0
             self._head_bytes += len(piece)
-            if self._in_head and len(self._line) <= self._line_limit:
+            if self.in_head and len(self._line) <= self._line_limit:
                 self._line += piece  # the head began in an earlier piece
         self._chunk = piece
         self._event = False
@@ -215,9 +225,10 @@ class RequestParser:
         self.head_method = False
         self._url = b""
         self.headers = []
-        self._in_head = True
+        self.in_head = True
         # The message starts at `_begin` in this piece at the earliest: keep its first line.
-        self._line = self._chunk[self._begin :]
+        begin = self._begin
+        self._line = self._chunk[begin:] if begin else self._chunk
         self._field_count = 0
 
     def on_url(self, url: bytes) -> None:
@@ -240,22 +251,44 @@ class RequestParser:
         if len(name) + len(value) + 4 > settings.limit_request_field_size:
             self._error = HeaderFieldsTooLarge("header field too large")
             raise _Stop
-        if self._in_head:
+        if self.in_head:
             self.headers.append((name, value))
         # else: a trailer field. RFC 9112 §7.1.2: never merged into the header section.
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        self.in_head = False
         self._head_bytes = 0
         method = self._method
         url = self._url
         if len(method) + len(url) + 10 > self._settings.limit_request_line:
             self._error = URITooLong("request line too long")
             raise _Stop
-        version = self._check_request_line(method, url)
+        # The request line must read exactly `method SP request-target SP HTTP/d.d CRLF`
+        # (RFC 9112 §3). llhttp accepts more (several spaces between the parts; RTSP and
+        # ICE protocol names), which a proxy in front may read differently: refused here.
+        line = self._line
+        if line[:1] in _CR_LF:
+            line = line.lstrip(b"\r\n")  # RFC 9112 §2.2: empty lines before it are ignored
+        self._line = b""
+        after_method = len(method)
+        version_at = after_method + len(url) + 2
+        end = version_at + 8
+        if not (
+            line.startswith(method)
+            and line.startswith(b" ", after_method)
+            and line.startswith(url, after_method + 1)
+            and line.startswith(b" HTTP/", version_at - 1)
+            and line.startswith(b"\r\n", end)
+        ):
+            self._error = BadRequest("malformed request line")
+            raise _Stop
+        # The version llhttp parsed is right there: "HTTP/1.1" (no formatting call).
+        version = _VERSIONS.get(line[version_at + 5 : end]) or self._parser.get_http_version()
         try:
             validate.check_version(version)
-            environ = request_environ(self._environ_base, method, url, version, self.headers, None)
+            environ = request_environ(
+                self._environ_base, method, url, version, self.headers, EMPTY_BODY
+            )
             validate.check_request(environ, version)
             apply_proxy_headers(environ, self._peer_trusted, self._proxies)
             environ["wsgiserve.request_id"] = request_id(environ.get("HTTP_X_REQUEST_ID"))
@@ -284,7 +317,7 @@ class RequestParser:
                 raise _Stop
             self._upgrading = True
         self._length = length
-        self._sink.on_head(
+        self._on_head(
             environ,
             version,
             validate.keep_alive_requested(environ, version),
@@ -292,33 +325,6 @@ class RequestParser:
             length != 0 and validate.wants_continue(environ, version),
             upgrade,
         )
-
-    def _check_request_line(self, method: bytes, url: bytes) -> str:
-        """The request's HTTP version, once its line reads exactly
-        `method SP request-target SP HTTP/d.d CRLF` (RFC 9112 §3).
-
-        llhttp accepts more (several spaces between the parts; RTSP/ICE protocol names),
-        which a proxy in front may read differently: those lines are refused here.
-        """
-        line = self._line.lstrip(b"\r\n")  # RFC 9112 §2.2: empty lines before it are ignored
-        self._line = b""
-        version_at = len(method) + len(url) + 2
-        end = version_at + 8
-        if not (
-            line.startswith(method)
-            and line[len(method) : len(method) + 1] == b" "
-            and line.startswith(url, len(method) + 1)
-            and line[version_at - 1 : version_at] == b" "
-            and line.startswith(b"HTTP/", version_at)
-            and line[end : end + 2] == b"\r\n"
-        ):
-            self._error = BadRequest("malformed request line")
-            raise _Stop
-        # The version llhttp parsed is right there: "HTTP/1.1" (no formatting call).
-        version = _VERSIONS.get(line[version_at + 5 : end])
-        if version is None:
-            version = self._parser.get_http_version()
-        return version
 
     def on_chunk_header(self) -> None:
         # The next bytes are the chunk's data, or for the last chunk the trailer section.
@@ -348,7 +354,7 @@ class RequestParser:
             return  # llhttp stops here; the Upgrade request's body is taken unparsed
         self._in_body = False
         self._in_trailers = False
-        self._sink.on_message_end()
+        self._on_message_end()
 
     # -- outcomes ------------------------------------------------------------------------
 
@@ -386,7 +392,3 @@ class RequestParser:
             self._sink.on_message_end()
         return b""
 
-    @property
-    def in_head(self) -> bool:
-        """Bytes of a request head have arrived and its end has not."""
-        return self._in_head

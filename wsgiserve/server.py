@@ -104,6 +104,9 @@ class Server:
             head_limit=self.head_limit,
             opened=self.connection_opened,
             closed=self.connection_closed,
+            post=self.pool.post,
+            limit_concurrency=self.settings.limit_concurrency,
+            body_preread=self.settings.body_preread,
         )
         self._tick()
         self.listeners = listeners
