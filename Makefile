@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help:
 	@echo "make run          serve the demo app on http://127.0.0.1:8000"
 	@echo "make test         lint (ruff, mypy), the whole test suite, functional tests in asyncio debug"
-	@echo "make lint         ruff and mypy only"
+	@echo "make lint         ruff (check and format) and mypy only"
 	@echo "make bench-quick  wsgiserve vs a do-nothing uvloop+httptools responder (needs 2 cores)"
 	@echo "make bench        wsgiserve vs gunicorn, waitress, granian and others (~15 min)"
 	@echo "make fuzz         fuzz the request parser against h11 for FUZZ_SECONDS (default 60)"
@@ -37,6 +37,7 @@ run: $(RUNSTAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 # nginx and systemd-socket-activate (tests/integration/test_nginx.py, test_systemd.py)

@@ -402,4 +402,3 @@ def run_main(bench: Callable[[argparse.Namespace], int], args: argparse.Namespac
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-

@@ -158,8 +158,12 @@ class AccessLog:
             raise ValueError(f"invalid access-log format {self._format!r}: {error}") from None
 
     def __call__(
-        self, environ: Mapping[str, Any], status: int,
-        response_headers: Sequence[tuple[str, str]], sent: int, duration: float,
+        self,
+        environ: Mapping[str, Any],
+        status: int,
+        response_headers: Sequence[tuple[str, str]],
+        sent: int,
+        duration: float,
     ) -> None:
         """Log one request: `sent` body bytes, `duration` seconds. Synchronous: worker threads."""
         logger = self._logger

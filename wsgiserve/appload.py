@@ -60,8 +60,9 @@ def load_app(spec: str, chdir: str | None = None, factory: bool = False) -> Any:
     return app
 
 
-def prepare_process(chdir: str | None, pythonpath: str | None, raw_env: tuple[str, ...],
-                    umask: int) -> None:
+def prepare_process(
+    chdir: str | None, pythonpath: str | None, raw_env: tuple[str, ...], umask: int
+) -> None:
     """What --chdir, --pythonpath, --env and --umask do, before the app is imported."""
     if chdir:
         try:
@@ -94,9 +95,7 @@ def _resolve(module: Any, module_name: str, expression: str) -> Any:
     value: Any = module
     for part in parts:
         if not hasattr(value, part):
-            raise AppLoadError(
-                f"module {module_name!r} has no attribute {'.'.join(parts)!r}"
-            )
+            raise AppLoadError(f"module {module_name!r} has no attribute {'.'.join(parts)!r}")
         value = getattr(value, part)
     if call is None:
         return value
@@ -137,9 +136,13 @@ def drop_privileges(user: str | None, group: str | None, unix_paths: list[str]) 
     try:
         uid = int(user) if user and user.isdigit() else (pwd.getpwnam(user).pw_uid if user else -1)
         gid = (
-            int(group) if group and group.isdigit()
-            else grp.getgrnam(group).gr_gid if group
-            else pwd.getpwuid(uid).pw_gid if uid >= 0 else -1
+            int(group)
+            if group and group.isdigit()
+            else grp.getgrnam(group).gr_gid
+            if group
+            else pwd.getpwuid(uid).pw_gid
+            if uid >= 0
+            else -1
         )
     except KeyError as error:
         raise AppLoadError(f"--user/--group: no such user or group {error}") from None

@@ -127,13 +127,21 @@ def _log_access(exchange: Exchange, response: Response) -> None:
             log.exception("could not write the access log")
     if clock.stats is not None:
         clock.stats.observe(
-            exchange.environ["REQUEST_METHOD"], response.code, duration, response.sent,
+            exchange.environ["REQUEST_METHOD"],
+            response.code,
+            duration,
+            response.sent,
             getattr(exchange.body, "received", 0),
         )
     if clock.post_request is not None:
         view = HookResponse(response.code, response.app_headers, response.sent)
-        _hook(clock.post_request, clock.hook_worker, HookRequest(exchange.environ),
-              exchange.environ, view)
+        _hook(
+            clock.post_request,
+            clock.hook_worker,
+            HookRequest(exchange.environ),
+            exchange.environ,
+            view,
+        )
 
 
 class HookRequest:
@@ -147,7 +155,8 @@ class HookRequest:
         self.version = environ["SERVER_PROTOCOL"]
         self.headers = [
             (key[5:].replace("_", "-"), value)
-            for key, value in environ.items() if key.startswith("HTTP_")
+            for key, value in environ.items()
+            if key.startswith("HTTP_")
         ]
 
 

@@ -51,26 +51,53 @@ def build_parser() -> argparse.ArgumentParser:
         "Precedence: command line > $WSGISERVE_CMD_ARGS > -c FILE > [tool.wsgiserve] in "
         "pyproject.toml > defaults.",
     )
-    parser.add_argument("app", metavar="MODULE:APP", nargs="?",
-                        help="the WSGI app, like myapp:app or myapp:create_app()")
+    parser.add_argument(
+        "app",
+        metavar="MODULE:APP",
+        nargs="?",
+        help="the WSGI app, like myapp:app or myapp:create_app()",
+    )
     parser.add_argument("--version", action="version", version=f"wsgiserve {__version__}")
-    parser.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS,
-                        help="a gunicorn.conf.py-style Python file of settings and hooks")
-    parser.add_argument("--check-config", action="store_true", default=argparse.SUPPRESS,
-                        help="check the configuration and that the app loads, then exit")
-    parser.add_argument("--print-config", action="store_true", default=argparse.SUPPRESS,
-                        help="print the resolved settings as JSON, then exit")
-    parser.add_argument("-k", "--worker-class", metavar="CLASS", default=argparse.SUPPRESS,
-                        help="accepted for gunicorn compatibility: wsgiserve always runs an "
-                        "event loop plus threads (gevent/eventlet are refused)")
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="a gunicorn.conf.py-style Python file of settings and hooks",
+    )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="check the configuration and that the app loads, then exit",
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print the resolved settings as JSON, then exit",
+    )
+    parser.add_argument(
+        "-k",
+        "--worker-class",
+        metavar="CLASS",
+        default=argparse.SUPPRESS,
+        help="accepted for gunicorn compatibility: wsgiserve always runs an "
+        "event loop plus threads (gevent/eventlet are refused)",
+    )
     for flag, reason in IGNORED_FLAGS.items():
-        parser.add_argument(flag, nargs="?", const=True, default=argparse.SUPPRESS,
-                            help=f"ignored ({reason})")
+        parser.add_argument(
+            flag, nargs="?", const=True, default=argparse.SUPPRESS, help=f"ignored ({reason})"
+        )
     for flag, reason in REFUSED_FLAGS.items():
         if flag != "-D":
-            parser.add_argument(*(["-D", flag] if flag == "--daemon" else [flag]),
-                                nargs="?", const=True, default=argparse.SUPPRESS,
-                                help=f"refused: {reason}")
+            parser.add_argument(
+                *(["-D", flag] if flag == "--daemon" else [flag]),
+                nargs="?",
+                const=True,
+                default=argparse.SUPPRESS,
+                help=f"refused: {reason}",
+            )
     for field in setting_fields():
         meta = field.metadata
         help_text = meta["help"]
@@ -166,8 +193,11 @@ def _check_compat(values: dict[str, Any], parser: argparse.ArgumentParser) -> No
             )
         if worker_class not in WORKER_CLASSES_OK:
             parser.error(f"-k {worker_class}: unknown worker class")
-        print(f"wsgiserve: warning: -k {worker_class} is ignored: wsgiserve always runs an "
-              "event loop plus a thread pool (--threads)", file=sys.stderr)
+        print(
+            f"wsgiserve: warning: -k {worker_class} is ignored: wsgiserve always runs an "
+            "event loop plus a thread pool (--threads)",
+            file=sys.stderr,
+        )
 
 
 def status_main(argv: Sequence[str]) -> int:
@@ -176,15 +206,22 @@ def status_main(argv: Sequence[str]) -> int:
         prog="wsgiserve status",
         description="Show the workers of a running wsgiserve and its oldest requests in flight.",
     )
-    parser.add_argument("-p", "--pid", dest="pidfile", required=True, metavar="PIDFILE",
-                        help="the pidfile the server was started with (-p)")
+    parser.add_argument(
+        "-p",
+        "--pid",
+        dest="pidfile",
+        required=True,
+        metavar="PIDFILE",
+        help="the pidfile the server was started with (-p)",
+    )
     parser.add_argument("--json", action="store_true", help="print the raw status as JSON")
     args = parser.parse_args(argv)
     try:
         status = query_status(args.pidfile)
     except (OSError, ValueError) as error:
-        print(f"wsgiserve status: cannot reach the server of {args.pidfile}: {error}",
-              file=sys.stderr)
+        print(
+            f"wsgiserve status: cannot reach the server of {args.pidfile}: {error}", file=sys.stderr
+        )
         return 1
     if args.json:
         print(json.dumps(status, indent=2))
@@ -212,8 +249,9 @@ def format_status(status: dict[str, Any]) -> str:
             f"{worker['connections']:>6} {worker['busy']:>4}/{worker['threads']:<4} "
             f"{worker['queued']:>6}"
         )
-        oldest += [(age, worker["pid"], method, path, rid)
-                   for age, method, path, rid in worker["oldest"]]
+        oldest += [
+            (age, worker["pid"], method, path, rid) for age, method, path, rid in worker["oldest"]
+        ]
     if status["restarts"]:
         restarts = ", ".join(f"{k} {v}" for k, v in sorted(status["restarts"].items()))
         lines += ["", f"worker restarts: {restarts}"]
@@ -273,7 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         listeners = open_listeners(settings)
         drop_privileges(
-            settings.user, settings.group,
+            settings.user,
+            settings.group,
             [item.url[5:] for item in listeners if item.url.startswith("unix:")],
         )
     except StartupError as error:
@@ -281,10 +320,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
     reload_settings = None
     if "config" in resolved.actions:
+
         def reload_settings() -> Settings:
             return resolve(argv, parser).settings
-    supervisor = Supervisor(settings, listeners, loader, reload=reload_settings,
-                            hooks=resolved.hooks)
+
+    supervisor = Supervisor(
+        settings, listeners, loader, reload=reload_settings, hooks=resolved.hooks
+    )
     try:
         return supervisor.run()
     except StartupError as error:  # --preload: the app is loaded here, before any fork

@@ -48,8 +48,19 @@ IGNORED = {
     "spew": "",
 }
 
-HOOKS = ("on_starting", "when_ready", "post_fork", "pre_request", "post_request",
-         "worker_exit", "on_exit", "on_reload", "pre_fork", "worker_int", "worker_abort")
+HOOKS = (
+    "on_starting",
+    "when_ready",
+    "post_fork",
+    "pre_request",
+    "post_request",
+    "worker_exit",
+    "on_exit",
+    "on_reload",
+    "pre_fork",
+    "worker_int",
+    "worker_abort",
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -53,7 +53,11 @@ PAUSED_POOL = 4  # every thread is busy and the pool's queue is full
 # Enum members as module constants: `Reading.IDLE` costs an attribute lookup on the enum
 # class (~0.1 us in CPython 3.11) and the hot path compares states a dozen times a request.
 IDLE, HEAD, BODY, DRAINING, STOPPED, LINGERING = (
-    Reading.IDLE, Reading.HEAD, Reading.BODY, Reading.DRAINING, Reading.STOPPED,
+    Reading.IDLE,
+    Reading.HEAD,
+    Reading.BODY,
+    Reading.DRAINING,
+    Reading.STOPPED,
     Reading.LINGERING,
 )
 OPEN, CLOSING, CLOSED = Closing.OPEN, Closing.CLOSING, Closing.CLOSED
@@ -213,8 +217,14 @@ class HttpConnection(asyncio.Protocol):
             )
         # An Upgrade we decline closes the connection after the response.
         exchange = Exchange(
-            self, environ, body, version, keep_alive and not upgrade, self.gate,
-            context.clock, context.post,
+            self,
+            environ,
+            body,
+            version,
+            keep_alive and not upgrade,
+            self.gate,
+            context.clock,
+            context.post,
         )
         self._receiving = exchange
         self._pipeline.append(exchange)
@@ -341,7 +351,6 @@ class HttpConnection(asyncio.Protocol):
 
     # -- parsing and dispatch ---------------------------------------------------------------
 
-
     def _dispatch(self) -> None:
         """Start the next request if none is in the app; answer a refusal once its turn
         comes; parse held-back input once the pipeline has room."""
@@ -443,9 +452,7 @@ class HttpConnection(asyncio.Protocol):
     def _update_wanted(self, wanted: bool | None = None) -> None:
         """Keep the body clocks: they run only while we want the client's body bytes."""
         if wanted is None:
-            wanted = (
-                self.reading in _BODY_STATES and not self._paused and not self._continue_owed
-            )
+            wanted = self.reading in _BODY_STATES and not self._paused and not self._continue_owed
         stamps = self.stamps
         if wanted:
             if not stamps.body_wanted_since:
@@ -580,8 +587,13 @@ class HttpConnection(asyncio.Protocol):
         if stamps.write_stalled_since:
             stamps.write_sent = self._taken()
         action = timer_action(
-            self.reading, self.closing, self.in_flight(), self.served, stamps,
-            self.context.limits, now,
+            self.reading,
+            self.closing,
+            self.in_flight(),
+            self.served,
+            stamps,
+            self.context.limits,
+            now,
         )
         if action is not Action.NOTHING:
             self._on_timer(action)
@@ -597,20 +609,26 @@ class HttpConnection(asyncio.Protocol):
         elif action is Action.ABORT_FLUSH:
             self._abort()  # the client never took the end of its response
         elif action is Action.ABORT_STALLED_WRITE:
-            log.info("client stopped reading for %gs (--write-timeout): dropping it",
-                     settings.write_timeout)
+            log.info(
+                "client stopped reading for %gs (--write-timeout): dropping it",
+                settings.write_timeout,
+            )
             self._abort()
         elif action is Action.NEXT_DOWNLOAD_WINDOW:
             stamps = self.stamps
             stamps.write_window_since = self.context.clock.now
             stamps.write_sent_at_window = stamps.write_sent
         elif action is Action.ABORT_SLOW_READER:
-            log.info("client takes its response slower than %g bytes/s "
-                     "(--min-download-rate): dropping it", settings.min_download_rate)
+            log.info(
+                "client takes its response slower than %g bytes/s "
+                "(--min-download-rate): dropping it",
+                settings.min_download_rate,
+            )
             self._abort()
         elif action is Action.HEAD_TIMEOUT:
-            log.info("request head not complete after %gs (--header-timeout)",
-                     settings.header_timeout)
+            log.info(
+                "request head not complete after %gs (--header-timeout)", settings.header_timeout
+            )
             self._refuse(RequestTimeout("the request head did not arrive in time"))
             self._dispatch()
         elif self.reading is DRAINING:  # a body timer, for a request answered
@@ -623,8 +641,10 @@ class HttpConnection(asyncio.Protocol):
         if action is Action.BODY_TIMEOUT:
             log.info("request body stalled for %gs (--body-timeout)", settings.body_timeout)
         else:
-            log.info("request body arriving slower than %g bytes/s (--min-upload-rate)",
-                     settings.min_upload_rate)
+            log.info(
+                "request body arriving slower than %g bytes/s (--min-upload-rate)",
+                settings.min_upload_rate,
+            )
         receiving = self._receiving
         self._receiving = None
         self._stop_reading()

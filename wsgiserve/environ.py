@@ -154,9 +154,7 @@ def request_environ(
         path, query, authority = _split_target(method_str, target)
         known = {
             "PATH_INFO": (
-                unquote_to_bytes(path).decode("latin-1")
-                if b"%" in path
-                else path.decode("latin-1")
+                unquote_to_bytes(path).decode("latin-1") if b"%" in path else path.decode("latin-1")
             ),
             "QUERY_STRING": query.decode("latin-1"),
             "RAW_URI": target.decode("latin-1"),

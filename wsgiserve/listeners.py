@@ -74,9 +74,7 @@ def open_listener(
     return _tcp(kind, int(where), backlog, spec, scheme, reuse_port)
 
 
-def _tcp(
-    host: str, port: int, backlog: int, spec: str, scheme: str, reuse_port: bool
-) -> Listener:
+def _tcp(host: str, port: int, backlog: int, spec: str, scheme: str, reuse_port: bool) -> Listener:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as error:

@@ -64,8 +64,12 @@ _captured: list[str] = []  # the error log's path while fds 1 and 2 point at it
 
 
 def configure(
-    log_level: str = "info", access_logfile: str | None = None, *, error_logfile: str | None = None,
-    log_config: str | None = None, capture_output: bool = False,
+    log_level: str = "info",
+    access_logfile: str | None = None,
+    *,
+    error_logfile: str | None = None,
+    log_config: str | None = None,
+    capture_output: bool = False,
 ) -> None:
     """Set up the error log and the access log; calling it again replaces the earlier set-up.
 

@@ -391,4 +391,3 @@ class RequestParser:
             self.stopped = True
             self._sink.on_message_end()
         return b""
-

@@ -26,8 +26,17 @@ _STATUS = re.compile(r"[2-5][0-9]{2}(?: [\t\x20-\x7e\x80-\xff]*)?")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Hop-by-hop fields belong to the server (PEP 3333 "Other HTTP Features").
-_HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "upgrade",
-                         "proxy-connection", "trailer"})
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "upgrade",
+        "proxy-connection",
+        "trailer",
+    }
+)
 
 _CACHE_LIMIT = 1024
 # A body returned whole (a list) up to this size crosses to the loop in one piece; a
@@ -271,7 +280,6 @@ class Response:
             encoded += clock.server_header
         self._headers = encoded
 
-
     def _head(self, known_length: int | None) -> bytes:
         """Serialise the head; `known_length` is the body size when the body is already complete."""
         exchange = self._exchange
@@ -359,4 +367,3 @@ def _check_headers(headers: list[tuple[str, str]]) -> _Prepared:
     except UnicodeEncodeError:
         raise InvalidResponse("response headers must be latin-1 text") from None
     return encoded, content_length, close, has_date, has_server
-

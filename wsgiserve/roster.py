@@ -77,8 +77,7 @@ class Roster:
         """Retire surplus workers of `generation`, `spawn` missing ones (unless backing off),
         and retire older generations once the current one is up and beating."""
         current = [
-            w for w in self.workers.values()
-            if not w.stopping and w.generation == generation
+            w for w in self.workers.values() if not w.stopping and w.generation == generation
         ]
         surplus = len(current) - target
         for worker in sorted(current, key=lambda w: w.started)[: max(0, surplus)]:
@@ -107,8 +106,12 @@ class Roster:
                 if worker.stopping:
                     log.warning("Worker %d did not stop in time; killing it", worker.pid)
                 else:
-                    log.critical("Worker %d missed its heartbeat for %.0f s (--timeout %g): "
-                                 "killing it", worker.pid, now - worker.last_beat, timeout)
+                    log.critical(
+                        "Worker %d missed its heartbeat for %.0f s (--timeout %g): killing it",
+                        worker.pid,
+                        now - worker.last_beat,
+                        timeout,
+                    )
                 worker.killed = True
                 kill(worker.pid, signal.SIGKILL)
 

@@ -62,9 +62,8 @@ class Server:
             "https" if self.ssl else "http", settings.workers > 1, FileWrapper
         )
         # Bytes a request head may take before we answer 431, whatever its shape.
-        self.head_limit = (
-            settings.limit_request_line
-            + settings.limit_request_fields * (settings.limit_request_field_size + 2)
+        self.head_limit = settings.limit_request_line + settings.limit_request_fields * (
+            settings.limit_request_field_size + 2
         )
         self.pool: WorkerPool[Any] = WorkerPool(lambda job: None, 1, lambda *a: None)
         self.context: ConnectionContext | None = None  # made once the pool runs
@@ -136,8 +135,10 @@ class Server:
     def connection_opened(self, connection: HttpConnection) -> None:
         self.connections.add(connection)
         if self.accepting and len(self.connections) >= self.max_connections:
-            log.warning("%d connections (--max-connections): not accepting more for now",
-                        len(self.connections))
+            log.warning(
+                "%d connections (--max-connections): not accepting more for now",
+                len(self.connections),
+            )
             self.accepting = False
             for server in self._servers:
                 server.close()
@@ -204,8 +205,9 @@ class Server:
                 break
             await asyncio.sleep(0.05)
         if self.connections:
-            log.warning("graceful timeout: closing %d connection(s) still busy",
-                        len(self.connections))
+            log.warning(
+                "graceful timeout: closing %d connection(s) still busy", len(self.connections)
+            )
             for connection in list(self.connections):
                 if connection.transport is not None:
                     connection.transport.abort()
@@ -264,8 +266,12 @@ class Server:
             "idle": pool["idle"],
             "threads": pool["threads"],
             "oldest": [
-                [round(now - e.started_at, 3), e.environ["REQUEST_METHOD"],
-                 e.environ["PATH_INFO"][:120], e.environ.get("wsgiserve.request_id", "")]
+                [
+                    round(now - e.started_at, 3),
+                    e.environ["REQUEST_METHOD"],
+                    e.environ["PATH_INFO"][:120],
+                    e.environ.get("wsgiserve.request_id", ""),
+                ]
                 for e in running[:5]
             ],
             "metrics": stats.counters() if stats is not None else {},
@@ -302,8 +308,12 @@ def _report_if_slow(exchange: Exchange, threshold: float, flag: str) -> None:
     stack = "".join(traceback.format_stack(frame)) if frame is not None else "(thread gone)\n"
     environ = exchange.environ
     log.warning(
-        "request running for %.1f s (over %s %g): %s %s (request id %s)\n"
-        "its thread's stack:\n%s",
-        age, flag, threshold, environ["REQUEST_METHOD"], environ["PATH_INFO"],
-        environ.get("wsgiserve.request_id", "-"), stack.rstrip(),
+        "request running for %.1f s (over %s %g): %s %s (request id %s)\nits thread's stack:\n%s",
+        age,
+        flag,
+        threshold,
+        environ["REQUEST_METHOD"],
+        environ["PATH_INFO"],
+        environ.get("wsgiserve.request_id", "-"),
+        stack.rstrip(),
     )

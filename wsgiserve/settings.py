@@ -370,10 +370,21 @@ class Settings:
         for item in self.raw_env:
             if "=" not in item:
                 raise ValueError(f"env: {item!r} is not KEY=VALUE")
-        for name in ("keep_alive", "graceful_timeout", "timeout", "slow_request_threshold",
-                     "header_timeout",
-                     "body_timeout", "write_timeout", "limit_request_body", "limit_concurrency",
-                     "min_upload_rate", "min_download_rate", "min_rate_grace", "body_preread"):
+        for name in (
+            "keep_alive",
+            "graceful_timeout",
+            "timeout",
+            "slow_request_threshold",
+            "header_timeout",
+            "body_timeout",
+            "write_timeout",
+            "limit_request_body",
+            "limit_concurrency",
+            "min_upload_rate",
+            "min_download_rate",
+            "min_rate_grace",
+            "body_preread",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.backlog < 1:

@@ -40,8 +40,14 @@ from .worker import EXIT_BOOT_ERROR, run_worker
 log = logging.getLogger("wsgiserve.error")
 
 HANDLED = (
-    signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTTIN,
-    signal.SIGTTOU, signal.SIGUSR1, signal.SIGCHLD,
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGUSR1,
+    signal.SIGCHLD,
 )
 
 
@@ -102,7 +108,8 @@ class Supervisor:
         if self.settings.reload:
             roots = [Path(os.getcwd())] + [
                 Path(p.strip()).resolve()
-                for p in (self.settings.pythonpath or "").split(",") if p.strip()
+                for p in (self.settings.pythonpath or "").split(",")
+                if p.strip()
             ]
             engine = start_watching(roots, self._on_change)
             log.info("--reload: watching %s with %s", ", ".join(map(str, roots)), engine)
@@ -136,7 +143,8 @@ class Supervisor:
 
     def metrics(self) -> str:
         snapshots = [
-            {**w.snapshot, "pid": w.pid} for w in self.workers.values()
+            {**w.snapshot, "pid": w.pid}
+            for w in self.workers.values()
             if w.snapshot.get("metrics") is not None and "served" in w.snapshot
         ]
         return render(snapshots, self.restarts)
@@ -250,8 +258,13 @@ class Supervisor:
                 os.close(worker.heartbeat_fd)
             _set_title("worker", self.settings.proc_name)
             run_worker(
-                self.load_app, self.settings, self.listeners, write_fd, os.getppid(),
-                hooks=self.hooks, supervisor=self,
+                self.load_app,
+                self.settings,
+                self.listeners,
+                write_fd,
+                os.getppid(),
+                hooks=self.hooks,
+                supervisor=self,
             )
         os.close(write_fd)
         now = time.monotonic()

@@ -51,8 +51,9 @@ def run_worker(
     info = WorkerInfo(os.getpid(), settings)
     hooks = hooks or Hooks()
     try:
-        code = _serve(load_app, settings, listeners, heartbeat_fd, supervisor_pid, hooks,
-                      supervisor, info)
+        code = _serve(
+            load_app, settings, listeners, heartbeat_fd, supervisor_pid, hooks, supervisor, info
+        )
     except BaseException:
         log.exception("worker %d failed", os.getpid())
         code = EXIT_BOOT_ERROR

@@ -77,8 +77,9 @@ def test_an_answer_before_the_body_arrived_leaves_the_connection_idle_not_timed_
 def test_trickling_uploads_cannot_hold_the_threads(serve: Serve) -> None:
     """Uploads that send a byte now and then used to keep their threads for ever (each
     byte reset --body-timeout); --min-upload-rate cuts them off after the grace period."""
-    server = serve(echo_length_app, threads=2, body_preread=0, min_upload_rate=100,
-                   min_rate_grace=1)
+    server = serve(
+        echo_length_app, threads=2, body_preread=0, min_upload_rate=100, min_rate_grace=1
+    )
     tricklers = [socket.create_connection(server.address) for _ in range(4)]
     stop = threading.Event()
 
@@ -94,8 +95,12 @@ def test_trickling_uploads_cannot_hold_the_threads(serve: Serve) -> None:
     feeder = threading.Thread(target=trickle)
     feeder.start()
     try:
-        result = exchange(server.address, b"GET /normal HTTP/1.1\r\nHost: t\r\n\r\n",
-                          idle_timeout=15, until=lambda data: data.endswith(b"/normal 0"))
+        result = exchange(
+            server.address,
+            b"GET /normal HTTP/1.1\r\nHost: t\r\n\r\n",
+            idle_timeout=15,
+            until=lambda data: data.endswith(b"/normal 0"),
+        )
         assert parse_responses(result.data, eof=False).statuses() == [200]
         for sock in tricklers:
             assert read_response(sock).startswith(b"HTTP/1.1 408 ")
@@ -114,7 +119,8 @@ def test_the_body_timeout_does_not_run_while_the_server_is_not_reading(serve: Se
     with socket.create_connection(server.address) as sock:
         sock.sendall(
             b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"
-            + b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 300000\r\n\r\n" + body
+            + b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 300000\r\n\r\n"
+            + body
         )
         first = read_response(sock)
         assert first.endswith(b"/slow 0")
@@ -133,8 +139,9 @@ def test_the_body_timeout_does_not_run_while_a_100_continue_is_owed(serve: Serve
     ):
         busy.sendall(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
         time.sleep(0.2)  # let /slow take the only thread (ordering only, not a timing claim)
-        waiting.sendall(b"PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
-                        b"Expect: 100-continue\r\n\r\n")
+        waiting.sendall(
+            b"PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
         interim = read_response(waiting)
         assert interim.startswith(b"HTTP/1.1 100 Continue")
         waiting.sendall(b"hello")
@@ -165,8 +172,7 @@ def test_a_client_that_stops_reading_frees_its_thread_long_before_the_write_time
     serve: Serve,
 ) -> None:
     app = StreamApp()
-    server = serve(app, threads=1, write_timeout=60, min_download_rate=10_000,
-                   min_rate_grace=1)
+    server = serve(app, threads=1, write_timeout=60, min_download_rate=10_000, min_rate_grace=1)
     sock = socket.create_connection(server.address)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -175,8 +181,11 @@ def test_a_client_that_stops_reading_frees_its_thread_long_before_the_write_time
         assert app.closed.wait(20), "the stalled stream's thread was not freed"
     finally:
         sock.close()
-    result = exchange(server.address, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n",
-                      until=lambda data: data.endswith(b"ok"))
+    result = exchange(
+        server.address,
+        b"GET / HTTP/1.1\r\nHost: t\r\n\r\n",
+        until=lambda data: data.endswith(b"ok"),
+    )
     assert parse_responses(result.data, eof=False).statuses() == [200]
 
 
@@ -211,8 +220,9 @@ def test_a_100_continue_request_is_handed_over_at_once(serve: Serve) -> None:
 
     server = serve(app)
     with socket.create_connection(server.address) as sock:
-        sock.sendall(b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
-                     b"Expect: 100-continue\r\n\r\n")
+        sock.sendall(
+            b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
         wait_until(entered.is_set, "the app to be called before the body is sent")
         assert read_response(sock).startswith(b"HTTP/1.1 100 Continue")
         sock.sendall(b"hello")

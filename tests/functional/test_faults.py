@@ -152,9 +152,7 @@ def drop_mid_body(server: wsgiserve.BackgroundServer, app: StagedApp, reset: boo
     vanish(sock, reset)
 
 
-def drop_while_app_waits(
-    server: wsgiserve.BackgroundServer, app: StagedApp, reset: bool
-) -> None:
+def drop_while_app_waits(server: wsgiserve.BackgroundServer, app: StagedApp, reset: bool) -> None:
     app.release = threading.Event()
     sock = connect(server)
     sock.sendall(get("/wait"))

@@ -110,9 +110,10 @@ def test_a_chunked_body_over_the_limit_in_the_first_packet_never_reaches_the_app
 
 def test_a_chunked_body_growing_past_the_limit_fails_the_apps_read() -> None:
     app = Recorder()
-    with serve(app, limit_request_body=100) as server, socket.create_connection(
-        server.address
-    ) as sock:
+    with (
+        serve(app, limit_request_body=100) as server,
+        socket.create_connection(server.address) as sock,
+    ):
         sock.sendall(CHUNKED_HEAD)
         deadline = time.monotonic() + 5
         while app.calls == 0 and time.monotonic() < deadline:  # the app is now reading
@@ -127,7 +128,8 @@ def test_a_request_line_of_65536_bytes_gets_414() -> None:
     app = Recorder()
     with serve(app, limit_request_line=0) as server:  # 0: the maximum
         result = exchange(
-            server.address, b"GET /" + b"a" * 65536 + b" HTTP/1.1\r\nHost: t\r\n\r\n",
+            server.address,
+            b"GET /" + b"a" * 65536 + b" HTTP/1.1\r\nHost: t\r\n\r\n",
             idle_timeout=2,
         )
     assert result.data.startswith(b"HTTP/1.1 414 ")
@@ -159,9 +161,10 @@ def test_slowloris_is_cut_off_by_the_header_timeout() -> None:
 
 
 def test_a_silent_new_connection_is_closed_by_the_header_timeout() -> None:
-    with serve(Recorder(), header_timeout=1) as server, socket.create_connection(
-        server.address
-    ) as sock:
+    with (
+        serve(Recorder(), header_timeout=1) as server,
+        socket.create_connection(server.address) as sock,
+    ):
         assert read_until_closed(sock, 10) == b""
 
 
@@ -201,7 +204,8 @@ def test_a_client_that_stops_reading_is_dropped_and_its_thread_freed() -> None:
             sock.close()
         # The only thread is free again: a new request is served.
         result = exchange(
-            server.address, b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nok",
+            server.address,
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nok",
             until=lambda data: data.endswith(b"ok"),
         )
         assert parse_responses(result.data, eof=False)[0].body == b"ok"
@@ -269,9 +273,10 @@ def test_an_upload_refused_with_413_reaches_the_client_that_is_still_sending() -
     # Closing a socket with unread input makes the kernel send a reset, which can destroy
     # the 413 before the client reads it ("connection reset by peer" instead of the error).
     app = Recorder()
-    with serve(app, limit_request_body=1000) as server, socket.create_connection(
-        server.address
-    ) as sock:
+    with (
+        serve(app, limit_request_body=1000) as server,
+        socket.create_connection(server.address) as sock,
+    ):
         size = 8 * 1024 * 1024
         sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % size)
 
@@ -291,9 +296,10 @@ def test_an_upload_refused_with_413_reaches_the_client_that_is_still_sending() -
 
 def test_after_an_error_response_late_bytes_are_dropped_and_the_close_is_clean() -> None:
     app = Recorder()
-    with serve(app, limit_request_body=1000) as server, socket.create_connection(
-        server.address
-    ) as sock:
+    with (
+        serve(app, limit_request_body=1000) as server,
+        socket.create_connection(server.address) as sock,
+    ):
         sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n")
         sock.settimeout(5)
         response = b""

@@ -115,8 +115,11 @@ def test_a_base_exception_from_the_app_is_a_500(serve: Any, error: type, where: 
         assert closed.wait(5), "the iterable's close() was not called"
     pool_settles(server)
     # The only thread survived: the next request is served.
-    result = exchange(server.address, b"GET /fine HTTP/1.1\r\nHost: t\r\n\r\n",
-                      until=lambda data: data.endswith(b"ok"))
+    result = exchange(
+        server.address,
+        b"GET /fine HTTP/1.1\r\nHost: t\r\n\r\n",
+        until=lambda data: data.endswith(b"ok"),
+    )
     assert parse_responses(result.data, eof=False).statuses() == [200]
 
 

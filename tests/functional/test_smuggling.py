@@ -50,7 +50,14 @@ def post(
     """A request to `PATH` with ``Host: t``, the raw `fields` (no CRLF), then `body`."""
     head = b"".join(field + b"\r\n" for field in fields)
     return (
-        method + b" " + PATH.encode() + b" HTTP/" + version + b"\r\nHost: t\r\n" + head + b"\r\n"
+        method
+        + b" "
+        + PATH.encode()
+        + b" HTTP/"
+        + version
+        + b"\r\nHost: t\r\n"
+        + head
+        + b"\r\n"
         + body
     )
 
@@ -113,18 +120,32 @@ CHUNKED_HELLO = b"5\r\nhello\r\n0\r\n\r\n"
 
 # RFC 9112 §6.1 and §6.3 (3): Transfer-Encoding with Content-Length is a smuggling attempt.
 CL_AND_TE = [
-    head("cl-then-te", post(b"Content-Length: 5", b"Transfer-Encoding: chunked",
-                            body=CHUNKED_HELLO), bytewise=True),
-    head("te-then-cl", post(b"Transfer-Encoding: chunked", b"Content-Length: 5",
-                            body=CHUNKED_HELLO)),
-    head("cl-zero-with-te", post(b"Content-Length: 0", b"Transfer-Encoding: chunked",
-                                 body=CHUNKED_HELLO)),
-    head("te-upper-cl-lower", post(b"TRANSFER-ENCODING: CHUNKED", b"content-length: 5",
-                                   body=CHUNKED_HELLO)),
-    head("cl-upper-te-lower", post(b"CONTENT-LENGTH: 5", b"transfer-encoding: chunked",
-                                   body=CHUNKED_HELLO)),
-    head("te-identity-with-cl", post(b"Transfer-Encoding: identity", b"Content-Length: 5",
-                                     body=b"hello"), 400, 501),
+    head(
+        "cl-then-te",
+        post(b"Content-Length: 5", b"Transfer-Encoding: chunked", body=CHUNKED_HELLO),
+        bytewise=True,
+    ),
+    head(
+        "te-then-cl", post(b"Transfer-Encoding: chunked", b"Content-Length: 5", body=CHUNKED_HELLO)
+    ),
+    head(
+        "cl-zero-with-te",
+        post(b"Content-Length: 0", b"Transfer-Encoding: chunked", body=CHUNKED_HELLO),
+    ),
+    head(
+        "te-upper-cl-lower",
+        post(b"TRANSFER-ENCODING: CHUNKED", b"content-length: 5", body=CHUNKED_HELLO),
+    ),
+    head(
+        "cl-upper-te-lower",
+        post(b"CONTENT-LENGTH: 5", b"transfer-encoding: chunked", body=CHUNKED_HELLO),
+    ),
+    head(
+        "te-identity-with-cl",
+        post(b"Transfer-Encoding: identity", b"Content-Length: 5", body=b"hello"),
+        400,
+        501,
+    ),
 ]
 
 # RFC 9112 §6.3 (5): a Content-Length that is not one 1*DIGIT is unrecoverable.
@@ -133,8 +154,7 @@ CONTENT_LENGTH = [
     head("cl-list-5,5", with_length(b"5,5")),
     head("cl-list-5-6", with_length(b"5, 6")),
     head("cl-two-fields-same", post(b"Content-Length: 5", b"Content-Length: 5", body=b"hello")),
-    head("cl-two-fields-differ", post(b"Content-Length: 5", b"Content-Length: 6",
-                                      body=b"hello!")),
+    head("cl-two-fields-differ", post(b"Content-Length: 5", b"Content-Length: 6", body=b"hello!")),
     head("cl-plus", with_length(b"+5")),
     head("cl-minus", with_length(b"-5")),
     head("cl-underscore", with_length(b"1_0", b"helloworld")),
@@ -173,8 +193,12 @@ TRANSFER_ENCODING = [
     head("te-unknown", with_coding(b"gzip"), 400, 501),
     head("te-identity", with_coding(b"identity"), 400, 501),
     head("te-chunked-chunked", with_coding(b"chunked, chunked"), 400, 501),
-    head("te-two-fields", post(b"Transfer-Encoding: chunked", b"Transfer-Encoding: chunked",
-                               body=CHUNKED_HELLO), 400, 501),
+    head(
+        "te-two-fields",
+        post(b"Transfer-Encoding: chunked", b"Transfer-Encoding: chunked", body=CHUNKED_HELLO),
+        400,
+        501,
+    ),
     head("te-comma-led", with_coding(b", chunked"), 400, 501, bytewise=True),
     head("te-comma-trailing", with_coding(b"chunked,"), 400, 501),
     head("te-chunked-not-last", with_coding(b"chunked, gzip")),
@@ -183,10 +207,11 @@ TRANSFER_ENCODING = [
     head("te-chunked-with-param", with_coding(b"chunked;q=1"), 400, 501),
     head("te-chunkedx", with_coding(b"chunkedx"), 400, 501),
     head("te-obs-fold", post(b"Transfer-Encoding:", b" chunked", body=CHUNKED_HELLO)),
-    head("te-obs-fold-continuation", post(b"Transfer-Encoding: gzip", b"\tchunked",
-                                          body=CHUNKED_HELLO)),
-    head("te-on-http-1.0", post(b"Transfer-Encoding: chunked", version=b"1.0",
-                                body=CHUNKED_HELLO)),
+    head(
+        "te-obs-fold-continuation",
+        post(b"Transfer-Encoding: gzip", b"\tchunked", body=CHUNKED_HELLO),
+    ),
+    head("te-on-http-1.0", post(b"Transfer-Encoding: chunked", version=b"1.0", body=CHUNKED_HELLO)),
     *[
         head(f"te-{name}-{where}", with_coding(value), 400, 501, bytewise=name == "nbsp")
         for name, char in (("vt", b"\x0b"), ("ff", b"\x0c"), ("nel", b"\x85"), ("nbsp", b"\xa0"))
@@ -205,10 +230,15 @@ CHUNK_FRAMING = [
     body("data-followed-by-bare-cr", chunked(b"5\r\nhello\r0\r\n\r\n")),
     body("size-line-bare-lf", chunked(b"5\nhello\r\n0\r\n\r\n")),
     body("last-chunk-bare-lf", chunked(b"5\r\nhello\r\n0\n\r\n")),
-    body("trailer-content-length", chunked(b"5\r\nhello\r\n0\r\nContent-Length: 5\r\n\r\n"),
-         bytewise=True),
-    body("trailer-transfer-encoding",
-         chunked(b"5\r\nhello\r\n0\r\nTransfer-Encoding: chunked\r\n\r\n")),
+    body(
+        "trailer-content-length",
+        chunked(b"5\r\nhello\r\n0\r\nContent-Length: 5\r\n\r\n"),
+        bytewise=True,
+    ),
+    body(
+        "trailer-transfer-encoding",
+        chunked(b"5\r\nhello\r\n0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+    ),
     body("trailer-obs-fold", chunked(b"5\r\nhello\r\n0\r\nX-A: a\r\n b\r\n\r\n")),
     body("trailer-bare-lf", chunked(b"5\r\nhello\r\n0\r\nX-A: a\n\r\n")),
     body("trailer-ctl-in-value", chunked(b"5\r\nhello\r\n0\r\nX-A: a\x01\r\n\r\n")),
@@ -261,16 +291,28 @@ REQUEST_LINE = [
     head("http-0.9", b"GET /\r\n", bytewise=True),
     head("http-2.0", raw_head(b"GET / HTTP/2.0", b"Host: t"), 400, 505),
     head("http-lowercase", raw_head(b"GET / http/1.1", b"Host: t")),
-    head("upgrade-with-chunked-body",
-         post(b"Connection: Upgrade", b"Upgrade: h2c", b"Transfer-Encoding: chunked",
-              body=CHUNKED_HELLO)),
+    head(
+        "upgrade-with-chunked-body",
+        post(
+            b"Connection: Upgrade",
+            b"Upgrade: h2c",
+            b"Transfer-Encoding: chunked",
+            body=CHUNKED_HELLO,
+        ),
+    ),
     # Bytes behind a rejected request are never read as requests (RFC 9112 §9.6).
     head("rejected-then-requests", post(b"X-A: \x01") + CANARY + CANARY, bytewise=True),
 ]
 
 BAD = [
-    *CL_AND_TE, *CONTENT_LENGTH, *CHUNK_SIZE, *TRANSFER_ENCODING, *CHUNK_FRAMING,
-    *LINE_ENDINGS, *FIELDS, *REQUEST_LINE,
+    *CL_AND_TE,
+    *CONTENT_LENGTH,
+    *CHUNK_SIZE,
+    *TRANSFER_ENCODING,
+    *CHUNK_FRAMING,
+    *LINE_ENDINGS,
+    *FIELDS,
+    *REQUEST_LINE,
 ]
 
 
@@ -344,13 +386,21 @@ def run(
             return len(parse_responses(data, eof=False)) >= wanted
 
     raw = exchange(
-        address, pieces, half_close=half_close, idle_timeout=IDLE_TIMEOUT, until=until,
+        address,
+        pieces,
+        half_close=half_close,
+        idle_timeout=IDLE_TIMEOUT,
+        until=until,
         settle=SETTLE,
     )
     idle = app.wait_idle(APP_IDLE_TIMEOUT)
     outcome = Outcome(
-        b"".join(pieces), len(pieces), raw, parse_responses(raw.data, eof=raw.closed),
-        app.started - started, app.calls[finished:],
+        b"".join(pieces),
+        len(pieces),
+        raw,
+        parse_responses(raw.data, eof=raw.closed),
+        app.started - started,
+        app.calls[finished:],
     )
     assert idle, f"an app call never finished: {outcome}"
     return outcome
@@ -405,19 +455,33 @@ class Good:
 GOOD = [
     Good("cl-body", with_length(b"5"), b"hello", bytewise=True),
     Good("cl-zero", with_length(b"0", b""), b""),
-    Good("get-with-cl-body", post(b"Content-Length: 5", method=b"GET", body=b"hello"),
-         b"hello", bytewise=True),
+    Good(
+        "get-with-cl-body",
+        post(b"Content-Length: 5", method=b"GET", body=b"hello"),
+        b"hello",
+        bytewise=True,
+    ),
     Good("chunked-body", chunked(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), b"hello world"),
-    Good("chunk-ext-name-value", chunked(b"5;name=value\r\nhello\r\n0\r\n\r\n"), b"hello",
-         bytewise=True),
+    Good(
+        "chunk-ext-name-value",
+        chunked(b"5;name=value\r\nhello\r\n0\r\n\r\n"),
+        b"hello",
+        bytewise=True,
+    ),
     Good("chunk-ext-quoted-value", chunked(b'5;name="a b"\r\nhello\r\n0\r\n\r\n'), b"hello"),
     Good("chunk-ext-on-last-chunk", chunked(b"5\r\nhello\r\n0;name=value\r\n\r\n"), b"hello"),
     Good("chunk-size-leading-zeros", chunked(b"005\r\nhello\r\n0\r\n\r\n"), b"hello"),
     Good("chunk-size-upper-hex", chunked(b"A\r\n0123456789\r\n0\r\n\r\n"), b"0123456789"),
-    Good("te-chunked-mixed-case", post(b"Transfer-Encoding: Chunked", body=CHUNKED_HELLO),
-         b"hello"),
-    Good("allowed-trailer", chunked(b"5\r\nhello\r\n0\r\nX-Checksum: 1\r\n\r\n"), b"hello",
-         absent=("HTTP_X_CHECKSUM",), bytewise=True),
+    Good(
+        "te-chunked-mixed-case", post(b"Transfer-Encoding: Chunked", body=CHUNKED_HELLO), b"hello"
+    ),
+    Good(
+        "allowed-trailer",
+        chunked(b"5\r\nhello\r\n0\r\nX-Checksum: 1\r\n\r\n"),
+        b"hello",
+        absent=("HTTP_X_CHECKSUM",),
+        bytewise=True,
+    ),
 ]
 
 
@@ -472,15 +536,27 @@ CL_INNER = b"Content-Length: " + str(len(INNER)).encode()
 # other and the connection closes after the response. RFC 9112 §9.6: nothing after close.
 LAST = [
     Last("upgrade-h2c-body-is-a-request", post(*H2C, CL_INNER, body=INNER), INNER),
-    Last("upgrade-websocket-body-is-a-request",
-         post(*WEBSOCKET, CL_INNER, method=b"GET", body=INNER), INNER),
-    Last("upgrade-cl-ends-inside-a-request", post(*H2C, b"Content-Length: 10", body=INNER),
-         INNER[:10]),
+    Last(
+        "upgrade-websocket-body-is-a-request",
+        post(*WEBSOCKET, CL_INNER, method=b"GET", body=INNER),
+        INNER,
+    ),
+    Last(
+        "upgrade-cl-ends-inside-a-request",
+        post(*H2C, b"Content-Length: 10", body=INNER),
+        INNER[:10],
+    ),
     Last("upgrade-no-body", post(*WEBSOCKET, method=b"GET"), b""),
-    Last("connection-close", post(b"Connection: close", b"Content-Length: 5", body=b"hello"),
-         b"hello"),
-    Last("http-1.0-default-close", post(b"Content-Length: 5", version=b"1.0", body=b"hello"),
-         b"hello"),
+    Last(
+        "connection-close",
+        post(b"Connection: close", b"Content-Length: 5", body=b"hello"),
+        b"hello",
+    ),
+    Last(
+        "http-1.0-default-close",
+        post(b"Content-Length: 5", version=b"1.0", body=b"hello"),
+        b"hello",
+    ),
 ]
 
 
@@ -513,8 +589,9 @@ def test_nothing_parsed_after_last_response(
     "pieces",
     [
         pytest.param([chunked(b"5\r\nhello\r\n0\r\nHost: evil\r\n\r\n") + CANARY], id="whole"),
-        pytest.param(bytewise(chunked(b"5\r\nhello\r\n0\r\nHost: evil\r\n\r\n") + CANARY),
-                     id="bytewise"),
+        pytest.param(
+            bytewise(chunked(b"5\r\nhello\r\n0\r\nHost: evil\r\n\r\n") + CANARY), id="bytewise"
+        ),
     ],
 )
 def test_host_trailer_never_merged(app: EchoApp, address: Address, pieces: list[bytes]) -> None:
@@ -571,8 +648,9 @@ def test_no_lenient_flags_in_source() -> None:
 # by validate.py or by llhttp elsewhere even with every flag on; the rest only by the flag).
 LENIENT_ONLY = {
     "lenient_headers": post(b"X-A: a\x01b"),
-    "lenient_chunked_length": post(b"Transfer-Encoding: chunked", b"Content-Length: 5",
-                                   body=CHUNKED_HELLO),
+    "lenient_chunked_length": post(
+        b"Transfer-Encoding: chunked", b"Content-Length: 5", body=CHUNKED_HELLO
+    ),
     "lenient_transfer_encoding": with_coding(b"chunked, gzip"),
     "lenient_version": raw_head(b"GET / HTTP/1.7", b"Host: t"),
     "lenient_optional_lf_after_cr": b"GET / HTTP/1.1\r\nHost: t\rX-A: b\r\n\r\n",

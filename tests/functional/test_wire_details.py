@@ -128,8 +128,14 @@ def test_head_of_a_streamed_body_has_no_invented_length(serve: Serve, app: App) 
 
 @pytest.mark.parametrize(
     "status",
-    ["100 Continue", "101 Switching Protocols", "103 Early Hints", "199 Odd", "600 Beyond",
-     "999 Nope"],
+    [
+        "100 Continue",
+        "101 Switching Protocols",
+        "103 Early Hints",
+        "199 Odd",
+        "600 Beyond",
+        "999 Nope",
+    ],
 )
 @pytest.mark.parametrize("shape", ["list", "generator"])
 def test_informational_or_out_of_range_status_becomes_500(
@@ -174,8 +180,11 @@ def _unix_exchange(path: str, data: bytes) -> bytes:
     ("request_bytes", "port"),
     [
         pytest.param(b"GET / HTTP/1.0\r\n\r\n", "80", id="no-host"),
-        pytest.param(b"GET / HTTP/1.1\r\nHost: example.com:8080\r\nConnection: close\r\n\r\n",
-                     "80", id="host-with-port"),
+        pytest.param(
+            b"GET / HTTP/1.1\r\nHost: example.com:8080\r\nConnection: close\r\n\r\n",
+            "80",
+            id="host-with-port",
+        ),
     ],
 )
 def test_server_port_on_a_unix_socket(
@@ -283,10 +292,18 @@ def test_lenient_form_is_refused(
 @pytest.mark.parametrize(
     ("method", "status"),
     [
-        ("GET", 200), ("PATCH", 200), ("PROPFIND", 200), ("PURGE", 200), ("QUERY", 200),
-        ("M-SEARCH", 200), ("SOURCE", 200),
-        ("BREW", 501), ("get", 501), ("VERSION-CONTROL", 501),  # well-formed, unknown to llhttp
-        ("PLAY", 400), ("DESCRIBE", 400),  # RTSP method names: refused like RTSP lines
+        ("GET", 200),
+        ("PATCH", 200),
+        ("PROPFIND", 200),
+        ("PURGE", 200),
+        ("QUERY", 200),
+        ("M-SEARCH", 200),
+        ("SOURCE", 200),
+        ("BREW", 501),
+        ("get", 501),
+        ("VERSION-CONTROL", 501),  # well-formed, unknown to llhttp
+        ("PLAY", 400),
+        ("DESCRIBE", 400),  # RTSP method names: refused like RTSP lines
     ],
 )
 def test_request_methods(
@@ -294,8 +311,9 @@ def test_request_methods(
 ) -> None:
     address, app = grammar_server
     before = len(app.environs)
-    result = exchange(address, get("/m", extra=b"Connection: close\r\n", method=method),
-                      idle_timeout=IDLE_TIMEOUT)
+    result = exchange(
+        address, get("/m", extra=b"Connection: close\r\n", method=method), idle_timeout=IDLE_TIMEOUT
+    )
     responses = parse_responses(result.data, eof=result.closed)
     assert responses.statuses() == [status], f"{result.data!r}"
     called = [environ["REQUEST_METHOD"] for environ in app.environs[before:]]

@@ -70,16 +70,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for prop in properties:
                     prop()
                 elapsed = time.monotonic() - started
-                print(f"fuzz: {sum(counts.values())} connections in {elapsed:.0f}s "
-                      f"(mutated {counts['mutated']}, random {counts['random']})", flush=True)
+                print(
+                    f"fuzz: {sum(counts.values())} connections in {elapsed:.0f}s "
+                    f"(mutated {counts['mutated']}, random {counts['random']})",
+                    flush=True,
+                )
             harness.assert_serves()
         except Exception:
             traceback.print_exc()
             print(f"fuzz: FAILED after {sum(counts.values())} connections", flush=True)
             return 1
     total = sum(counts.values())
-    print(f"fuzz: OK, {total} connections in {time.monotonic() - started:.0f}s, "
-          "and the server still serves", flush=True)
+    print(
+        f"fuzz: OK, {total} connections in {time.monotonic() - started:.0f}s, "
+        "and the server still serves",
+        flush=True,
+    )
     return 0
 
 

@@ -101,8 +101,13 @@ KNOWN_DIFFERENCES: tuple[tuple[str, str, str], ...] = (
 )
 
 PROXY_KEYS = frozenset(
-    {"HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST",
-     "HTTP_X_FORWARDED_PORT", "HTTP_FORWARDED"}
+    {
+        "HTTP_X_FORWARDED_FOR",
+        "HTTP_X_FORWARDED_PROTO",
+        "HTTP_X_FORWARDED_HOST",
+        "HTTP_X_FORWARDED_PORT",
+        "HTTP_FORWARDED",
+    }
 )
 
 
@@ -142,11 +147,18 @@ class RecordingApp:
             except Exception as exc:  # the point: record what wsgi.input raised
                 error = f"{type(exc).__name__}: {exc}"
             fields = {
-                key: value for key, value in environ.items()
+                key: value
+                for key, value in environ.items()
                 if key.startswith("HTTP_") or key in ("CONTENT_TYPE", "CONTENT_LENGTH")
             }
-            seen = Seen(environ["REQUEST_METHOD"], environ["RAW_URI"],
-                        environ["SERVER_PROTOCOL"], fields, bytes(body), error)
+            seen = Seen(
+                environ["REQUEST_METHOD"],
+                environ["RAW_URI"],
+                environ["SERVER_PROTOCOL"],
+                fields,
+                bytes(body),
+                error,
+            )
             with self._cond:
                 self._seen.append(seen)
         finally:
@@ -210,14 +222,16 @@ def reference_parse(data: bytes) -> list[Parsed]:
                     break
         if request is None:
             break
-        parsed.append(Parsed(
-            request.method.decode("latin-1"),
-            request.target.decode("latin-1"),
-            "HTTP/" + request.http_version.decode("latin-1"),
-            list(request.headers.raw_items()),
-            bytes(body),
-            complete,
-        ))
+        parsed.append(
+            Parsed(
+                request.method.decode("latin-1"),
+                request.target.decode("latin-1"),
+                "HTTP/" + request.http_version.decode("latin-1"),
+                list(request.headers.raw_items()),
+                bytes(body),
+                complete,
+            )
+        )
         if not complete or not _persists(request):
             break
         rest = bytes(conn.trailing_data[0])
@@ -227,7 +241,8 @@ def reference_parse(data: bytes) -> list[Parsed]:
 def _tokens(request: h11.Request, name: bytes) -> set[bytes]:
     return {
         token.strip().lower()
-        for field, value in request.headers if field == name
+        for field, value in request.headers
+        if field == name
         for token in value.split(b",")
     }
 
@@ -281,7 +296,9 @@ def check_against_reference(data: bytes, seen: list[Seen]) -> None:
     for index, (call, ref) in enumerate(zip(seen, parsed, strict=False)):
         where = f"request {index}"
         assert (call.method, call.target, call.protocol) == (
-            ref.method, ref.target, ref.protocol
+            ref.method,
+            ref.target,
+            ref.protocol,
         ), where
         fields = normalised(call.fields)
         if not ref.target.startswith(("/", "*")):
@@ -324,8 +341,9 @@ WATCHED_LOGGERS = ("wsgiserve.error", "asyncio")
 class Harness:
     """One live server with a `RecordingApp`, and the checks every connection must pass."""
 
-    def __init__(self, server: wsgiserve.BackgroundServer, app: RecordingApp,
-                 errors: ErrorRecords) -> None:
+    def __init__(
+        self, server: wsgiserve.BackgroundServer, app: RecordingApp, errors: ErrorRecords
+    ) -> None:
         self.server = server
         self.app = app
         self.errors = errors
@@ -354,8 +372,9 @@ class Harness:
         """Send `data` cut at the `cuts` (fractions of its length), half-close, check all."""
         self.connections += 1
         self.app.drain(HANG_BOUND)
-        result = exchange(self.server.address, fragments(data, cuts), half_close=True,
-                          idle_timeout=HANG_BOUND)
+        result = exchange(
+            self.server.address, fragments(data, cuts), half_close=True, idle_timeout=HANG_BOUND
+        )
         seen = self.app.drain(HANG_BOUND)
         errors = self.errors.drain()
         assert errors == [], "the server logged an internal error"
@@ -398,37 +417,105 @@ TAME_TARGETS = st.one_of(
     st.lists(PATH_CHARS, max_size=12).map(lambda chars: b"/" + bytes(chars)),
 )
 WILD_TARGETS = st.one_of(
-    st.sampled_from([b"http://user@host/", b"example.com:443", b"/a#frag", b"//double",
-                     b"/\xc3\xa9", b"/a b", b"", b"/%zz", b"/?" + b"q" * 300]),
+    st.sampled_from(
+        [
+            b"http://user@host/",
+            b"example.com:443",
+            b"/a#frag",
+            b"//double",
+            b"/\xc3\xa9",
+            b"/a b",
+            b"",
+            b"/%zz",
+            b"/?" + b"q" * 300,
+        ]
+    ),
     st.binary(max_size=12).map(lambda b: b"/" + b),
 )
 TAME_VERSIONS = [b"HTTP/1.1"] * 3 + [b"HTTP/1.0"]
-WILD_VERSIONS = [b"HTTP/2.0", b"HTTP/1.2", b"HTTP/0.9", b"http/1.1", b"HTTP/1.1 ", b"HTTP/11",
-                 b""]
-TAME_NAMES = [b"X-A", b"Cookie", b"Content-Type", b"Connection", b"Expect", b"Upgrade",
-              b"Accept", b"X-Forwarded-For", b"Forwarded", b"Trailer", b"X_Under", b"Host"]
+WILD_VERSIONS = [b"HTTP/2.0", b"HTTP/1.2", b"HTTP/0.9", b"http/1.1", b"HTTP/1.1 ", b"HTTP/11", b""]
+TAME_NAMES = [
+    b"X-A",
+    b"Cookie",
+    b"Content-Type",
+    b"Connection",
+    b"Expect",
+    b"Upgrade",
+    b"Accept",
+    b"X-Forwarded-For",
+    b"Forwarded",
+    b"Trailer",
+    b"X_Under",
+    b"Host",
+]
 WILD_NAMES = [b"Bad Name", b"", b"X-\xff", b"X-A\x00", b"Host "]
-TAME_VALUES = [b"example.com", b"x", b"close", b"keep-alive", b"upgrade", b"Upgrade, close",
-               b"websocket", b"100-continue", b"a=1; b=2", b"text/plain", b"10.0.0.1", b"",
-               b"a\tb", b"[::1]:80", b"host:8080", b"\xe9t\xe9"]
+TAME_VALUES = [
+    b"example.com",
+    b"x",
+    b"close",
+    b"keep-alive",
+    b"upgrade",
+    b"Upgrade, close",
+    b"websocket",
+    b"100-continue",
+    b"a=1; b=2",
+    b"text/plain",
+    b"10.0.0.1",
+    b"",
+    b"a\tb",
+    b"[::1]:80",
+    b"host:8080",
+    b"\xe9t\xe9",
+]
 WILD_VALUES = st.one_of(
     st.sampled_from([b"  padded  ", b"bad host", b"a\x00b", b"a\rb", b"\x7f", b"x\r\n y"]),
     st.binary(max_size=10),
 )
 BODIES = st.one_of(st.just(b""), st.binary(max_size=40), st.just(b"0\r\n\r\n"))
 BAD_CHUNKS = [
-    b"zz\r\n", b"5\r\nab\r\n0\r\n\r\n", b"1\nx\n0\n\n", b"ffffffffffffffffff\r\n",
-    b"1\r\nxy\r\n0\r\n\r\n", b"5 \r\nhello\r\n0\r\n\r\n", b"5\r\nhello\n0\r\n\r\n",
-    b"5\nhello\r\n0\r\n\r\n", b"0x5\r\nhello\r\n0\r\n\r\n", b"-5\r\nhello\r\n0\r\n\r\n",
-    b"5\r\nhelloXX0\r\n\r\n", b"5;\x00\r\nhello\r\n0\r\n\r\n", b"+5\r\nhello\r\n0\r\n\r\n",
-    b"5\r\nhello\r\n0\r\nX: y\n\r\n", b"5\r\r\nhello\r\n0\r\n\r\n",
+    b"zz\r\n",
+    b"5\r\nab\r\n0\r\n\r\n",
+    b"1\nx\n0\n\n",
+    b"ffffffffffffffffff\r\n",
+    b"1\r\nxy\r\n0\r\n\r\n",
+    b"5 \r\nhello\r\n0\r\n\r\n",
+    b"5\r\nhello\n0\r\n\r\n",
+    b"5\nhello\r\n0\r\n\r\n",
+    b"0x5\r\nhello\r\n0\r\n\r\n",
+    b"-5\r\nhello\r\n0\r\n\r\n",
+    b"5\r\nhelloXX0\r\n\r\n",
+    b"5;\x00\r\nhello\r\n0\r\n\r\n",
+    b"+5\r\nhello\r\n0\r\n\r\n",
+    b"5\r\nhello\r\n0\r\nX: y\n\r\n",
+    b"5\r\r\nhello\r\n0\r\n\r\n",
 ]
 TAME_FRAMINGS = ["none", "cl", "te", "te-case"]
 WILD_FRAMINGS = [
-    "cl-short", "cl-long", "cl-twice", "cl-conflict", "cl-list", "cl-plus", "cl-space", "cl-hex",
-    "cl-negative", "te-list", "te-not-last", "te-twice", "te-space", "te+cl", "te-identity",
-    "te-bad-chunk", "cl-zeros", "cl-nul", "cl-empty", "cl-vt", "te-vt", "te-quoted", "te-comma",
-    "te-empty-item", "te-fold",
+    "cl-short",
+    "cl-long",
+    "cl-twice",
+    "cl-conflict",
+    "cl-list",
+    "cl-plus",
+    "cl-space",
+    "cl-hex",
+    "cl-negative",
+    "te-list",
+    "te-not-last",
+    "te-twice",
+    "te-space",
+    "te+cl",
+    "te-identity",
+    "te-bad-chunk",
+    "cl-zeros",
+    "cl-nul",
+    "cl-empty",
+    "cl-vt",
+    "te-vt",
+    "te-quoted",
+    "te-comma",
+    "te-empty-item",
+    "te-fold",
 ]
 
 
@@ -464,11 +551,19 @@ def framed(draw: st.DrawFn, wild: bool) -> tuple[list[tuple[bytes, bytes]], byte
         return [], body if wild else b""
     if framing.startswith("cl"):
         value = {
-            "cl": length, "cl-short": str(max(0, len(body) - 2)).encode(),
-            "cl-long": str(len(body) + 3).encode(), "cl-list": length + b", " + length,
-            "cl-plus": b"+" + length, "cl-space": b" " + length + b" ", "cl-hex": b"0x1",
-            "cl-negative": b"-1", "cl-twice": length, "cl-conflict": length,
-            "cl-zeros": b"00" + length, "cl-nul": length + b"\x00", "cl-empty": b"",
+            "cl": length,
+            "cl-short": str(max(0, len(body) - 2)).encode(),
+            "cl-long": str(len(body) + 3).encode(),
+            "cl-list": length + b", " + length,
+            "cl-plus": b"+" + length,
+            "cl-space": b" " + length + b" ",
+            "cl-hex": b"0x1",
+            "cl-negative": b"-1",
+            "cl-twice": length,
+            "cl-conflict": length,
+            "cl-zeros": b"00" + length,
+            "cl-nul": length + b"\x00",
+            "cl-empty": b"",
             "cl-vt": b"\x0b" + length,
         }[framing]
         fields = [(b"Content-Length", value)]
@@ -479,11 +574,20 @@ def framed(draw: st.DrawFn, wild: bool) -> tuple[list[tuple[bytes, bytes]], byte
         return fields, body
     encoded = draw(chunked(body, wild))
     coding = {
-        "te": b"chunked", "te-case": b"Chunked", "te-list": b"gzip, chunked",
-        "te-not-last": b"chunked, gzip", "te-twice": b"chunked", "te-space": b" chunked ",
-        "te+cl": b"chunked", "te-identity": b"identity", "te-bad-chunk": b"chunked",
-        "te-vt": b"\x0bchunked", "te-quoted": b'"chunked"', "te-comma": b"chunked,",
-        "te-empty-item": b", chunked", "te-fold": b"\r\n chunked",
+        "te": b"chunked",
+        "te-case": b"Chunked",
+        "te-list": b"gzip, chunked",
+        "te-not-last": b"chunked, gzip",
+        "te-twice": b"chunked",
+        "te-space": b" chunked ",
+        "te+cl": b"chunked",
+        "te-identity": b"identity",
+        "te-bad-chunk": b"chunked",
+        "te-vt": b"\x0bchunked",
+        "te-quoted": b'"chunked"',
+        "te-comma": b"chunked,",
+        "te-empty-item": b", chunked",
+        "te-fold": b"\r\n chunked",
     }[framing]
     fields = [(b"Transfer-Encoding", coding)]
     if framing == "te-twice":
@@ -506,8 +610,10 @@ def requests(draw: st.DrawFn) -> bytes:
     if not wild or draw(st.booleans()):
         fields.append((b"Host", b"fuzz.example"))
     names = pick(wild, TAME_NAMES, WILD_NAMES)
-    values = st.one_of(st.sampled_from(TAME_VALUES), WILD_VALUES) if wild else st.sampled_from(
-        TAME_VALUES
+    values = (
+        st.one_of(st.sampled_from(TAME_VALUES), WILD_VALUES)
+        if wild
+        else st.sampled_from(TAME_VALUES)
     )
     fields += draw(st.lists(st.tuples(names, values), max_size=4))
     framing, body = draw(framed(wild))
@@ -520,12 +626,29 @@ def requests(draw: st.DrawFn) -> bytes:
 
 
 INJECTIONS = st.one_of(
-    st.sampled_from([b"\r", b"\n", b"\r\n", b"\x00", b" ", b"\t", b":", b"\x7f", b"\xff",
-                     b"0", b"a", b"\r\n\r\n", b",", b";"]),
+    st.sampled_from(
+        [
+            b"\r",
+            b"\n",
+            b"\r\n",
+            b"\x00",
+            b" ",
+            b"\t",
+            b":",
+            b"\x7f",
+            b"\xff",
+            b"0",
+            b"a",
+            b"\r\n\r\n",
+            b",",
+            b";",
+        ]
+    ),
     st.binary(min_size=1, max_size=3),
 )
-MUTATION = st.tuples(st.sampled_from(["insert", "delete", "replace"]), st.floats(0, 1),
-                     INJECTIONS, st.integers(1, 4))
+MUTATION = st.tuples(
+    st.sampled_from(["insert", "delete", "replace"]), st.floats(0, 1), INJECTIONS, st.integers(1, 4)
+)
 
 
 def mutate(data: bytes, mutations: list[tuple[str, float, bytes, int]]) -> bytes:
@@ -553,8 +676,10 @@ def mutated_pipelines(draw: st.DrawFn) -> bytes:
 
 RANDOM_BYTES = st.one_of(
     st.binary(max_size=200),
-    st.tuples(st.sampled_from([b"GET / HTTP/1.1\r\n", b"POST / HTTP/1.1\r\nHost: x\r\n"]),
-              st.binary(max_size=100)).map(b"".join),
+    st.tuples(
+        st.sampled_from([b"GET / HTTP/1.1\r\n", b"POST / HTTP/1.1\r\nHost: x\r\n"]),
+        st.binary(max_size=100),
+    ).map(b"".join),
 )
 CUTS = st.lists(st.floats(0, 1), max_size=6)
 
@@ -589,8 +714,14 @@ def harness() -> Iterator[Harness]:
         b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab",
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     ],
-    ids=["simple", "leading-crlf", "http10-keep-alive", "chunked-pipeline", "cut-short",
-         "bad-chunk"],
+    ids=[
+        "simple",
+        "leading-crlf",
+        "http10-keep-alive",
+        "chunked-pipeline",
+        "cut-short",
+        "bad-chunk",
+    ],
 )
 def test_reference_agrees_on_known_cases(harness: Harness, data: bytes) -> None:
     """The checks themselves, on hand-picked inputs, byte by byte as well as whole."""
@@ -612,10 +743,12 @@ UNFINISHED = [
 def test_unfinished_requests_are_ended_by_the_timeouts(harness: Harness) -> None:
     """Without a half-close it is the server's timeouts that must end each connection."""
     with concurrent.futures.ThreadPoolExecutor(len(UNFINISHED)) as pool:
-        results = list(pool.map(
-            lambda data: exchange(harness.server.address, data, idle_timeout=HANG_BOUND),
-            UNFINISHED,
-        ))
+        results = list(
+            pool.map(
+                lambda data: exchange(harness.server.address, data, idle_timeout=HANG_BOUND),
+                UNFINISHED,
+            )
+        )
     harness.app.drain(HANG_BOUND)
     assert harness.errors.drain() == []
     for data, result in zip(UNFINISHED, results, strict=True):
@@ -627,8 +760,12 @@ def test_absolute_form_without_host_is_refused(harness: Harness) -> None:
     """RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any
     HTTP/1.1 request message that lacks a Host header field" — an absolute-form target does
     not stand in for it (h11 refuses it too; the fuzzer found us accepting it)."""
-    result = exchange(harness.server.address, b"GET http://example.com/x HTTP/1.1\r\n\r\n",
-                      half_close=True, idle_timeout=HANG_BOUND)
+    result = exchange(
+        harness.server.address,
+        b"GET http://example.com/x HTTP/1.1\r\n\r\n",
+        half_close=True,
+        idle_timeout=HANG_BOUND,
+    )
     assert harness.app.drain(HANG_BOUND) == []
     assert parse_responses(result.data).statuses() == [400]
 

@@ -66,7 +66,8 @@ def test_metrics_scrape_cleanly_per_worker_and_summed() -> None:
         found = samples(wait_for_beats(server, url, settled))
         assert found[("wsgiserve_request_duration_seconds_count", ())] == 11
         per_worker = [
-            value for (name, labels), value in found.items()
+            value
+            for (name, labels), value in found.items()
             if name == "wsgiserve_worker_requests_total" and ("status", "2xx") in labels
         ]
         assert sum(per_worker) == 10
@@ -77,14 +78,14 @@ def test_metrics_scrape_cleanly_per_worker_and_summed() -> None:
 
 
 def test_worker_restarts_are_counted_by_reason() -> None:
-    server = start_server(APP, "-w", "1", "--max-requests", "2",
-                          "--metrics-bind", "127.0.0.1:0")
+    server = start_server(APP, "-w", "1", "--max-requests", "2", "--metrics-bind", "127.0.0.1:0")
     try:
         url = metrics_url(server)
         for _ in range(6):
             httpx.get(server.url + "/hello", timeout=5, headers={"Connection": "close"})
         text = wait_for_beats(
-            server, url,
+            server,
+            url,
             lambda t: 'wsgiserve_worker_restarts_total{reason="recycled"}' in t,
         )
         assert samples(text)[("wsgiserve_worker_restarts_total", (("reason", "recycled"),))] >= 1
@@ -142,8 +143,7 @@ def test_statsd_receives_gunicorns_metric_names() -> None:
         receiver.bind(("127.0.0.1", 0))
         receiver.settimeout(10)
         port = receiver.getsockname()[1]
-        server = start_server(APP, "--statsd-host", f"127.0.0.1:{port}",
-                              "--statsd-prefix", "shop")
+        server = start_server(APP, "--statsd-host", f"127.0.0.1:{port}", "--statsd-prefix", "shop")
         try:
             httpx.get(server.url + "/hello", timeout=5)
             packet = receiver.recv(65536).decode()

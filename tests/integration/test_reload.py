@@ -10,12 +10,12 @@ from tests.support.polling import wait_until
 
 from .support import start_server
 
-APP_SOURCE = '''
+APP_SOURCE = """
 def app(environ, start_response):
     body = b"{version}"
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
-'''
+"""
 
 
 def fetch(url: str) -> str:

@@ -68,7 +68,10 @@ def test_plain_http_to_the_tls_port_gets_no_response(
 def test_the_command_serves_https(cert_files: dict[str, Path]) -> None:
     server = start_server(
         "tests.integration.apps.plain_app:app",
-        "--certfile", str(cert_files["cert"]), "--keyfile", str(cert_files["key"]),
+        "--certfile",
+        str(cert_files["cert"]),
+        "--keyfile",
+        str(cert_files["key"]),
     )
     try:
         assert server.url.startswith("https://")
@@ -83,8 +86,13 @@ def test_a_missing_key_file_is_a_clear_startup_error(
     cert_files: dict[str, Path], tmp_path: Path
 ) -> None:
     result = run_cli(
-        "tests.integration.apps.plain_app:app", "-b", "127.0.0.1:0",
-        "--certfile", str(cert_files["cert"]), "--keyfile", str(tmp_path / "missing.pem"),
+        "tests.integration.apps.plain_app:app",
+        "-b",
+        "127.0.0.1:0",
+        "--certfile",
+        str(cert_files["cert"]),
+        "--keyfile",
+        str(tmp_path / "missing.pem"),
     )
     assert result.returncode != 0
     assert "--keyfile" in result.stderr
@@ -97,7 +105,10 @@ def test_a_client_that_never_starts_the_handshake_is_dropped_after_the_header_ti
     # asyncio's default would hold such a client for 60 s, outside every connection count.
     with (
         wsgiserve.background_server(
-            scheme_app, threads=1, header_timeout=1, certfile=str(cert_files["cert"]),
+            scheme_app,
+            threads=1,
+            header_timeout=1,
+            certfile=str(cert_files["cert"]),
             keyfile=str(cert_files["key"]),
         ) as server,
         socket.create_connection(server.address) as silent,

@@ -211,8 +211,10 @@ def test_random_pieces_and_random_reads_keep_every_byte_in_order(wakes: Wakes) -
         out = bytearray()
         local = random.Random(7)
         while True:
-            piece = b.readline(local.randint(1, 70_000)) if local.random() < 0.3 else b.read(
-                local.randint(1, 70_000)
+            piece = (
+                b.readline(local.randint(1, 70_000))
+                if local.random() < 0.3
+                else b.read(local.randint(1, 70_000))
             )
             if not piece:
                 return bytes(out)

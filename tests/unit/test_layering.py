@@ -18,9 +18,25 @@ PACKAGE = Path(__file__).parents[2] / "wsgiserve"
 # Lowest first. Within a layer, imports flow one way too (no circle).
 LAYERS: dict[str, tuple[str, ...]] = {
     # Leaves: data, rules, formatting and start-up helpers; no app threads, no loop.
-    "leaves": ("version", "errors", "state", "settings", "proxy", "environ", "validate",
-             "accesslog", "metrics", "config", "appload", "listeners", "tls", "logs",
-             "reload", "control", "demo"),
+    "leaves": (
+        "version",
+        "errors",
+        "state",
+        "settings",
+        "proxy",
+        "environ",
+        "validate",
+        "accesslog",
+        "metrics",
+        "config",
+        "appload",
+        "listeners",
+        "tls",
+        "logs",
+        "reload",
+        "control",
+        "demo",
+    ),
     # The app-thread side and the hop: what a worker thread runs, and the pool.
     "app-thread": ("body", "flow", "pool", "exchange", "response", "call"),
     # The loop side: parsing a connection's bytes, the connection, one process's server.

@@ -118,17 +118,46 @@ def test_default_format_is_gunicorns_combined_log(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("utc_clock")
 def test_every_atom(tmp_path: Path) -> None:
     atoms = list("hlutrmUqHsBbfaTMDLp")
-    variables = ["{x-request-id}i", "{Content-Type}i", "{content-type}o", "{X-TRACE}o",
-                 "{REMOTE_ADDR}e", "{x-missing}i", "{x-missing}o", "{missing}e"]
+    variables = [
+        "{x-request-id}i",
+        "{Content-Type}i",
+        "{content-type}o",
+        "{X-TRACE}o",
+        "{REMOTE_ADDR}e",
+        "{x-missing}i",
+        "{x-missing}o",
+        "{missing}e",
+    ]
     fmt = "|".join(f"%({atom})s" for atom in atoms + variables)
     [line] = access_lines(tmp_path, fmt)
     assert line.split("|") == [
-        "203.0.113.7", "-", "alice", "[24/Nov/2026:12:00:00 +0000]",
-        "GET /items/42?page=2 HTTP/1.1", "GET", "/items/42", "page=2", "HTTP/1.1",
-        "200", "1234", "1234", "https://example.com/list", "curl/8.5.0",
-        "1", "1234", "1234567", "1.234568", str(os.getpid()),
-        "abc-123", "application/json", "text/html; charset=utf-8", "t1, t2",
-        "203.0.113.7", "-", "-", "-",
+        "203.0.113.7",
+        "-",
+        "alice",
+        "[24/Nov/2026:12:00:00 +0000]",
+        "GET /items/42?page=2 HTTP/1.1",
+        "GET",
+        "/items/42",
+        "page=2",
+        "HTTP/1.1",
+        "200",
+        "1234",
+        "1234",
+        "https://example.com/list",
+        "curl/8.5.0",
+        "1",
+        "1234",
+        "1234567",
+        "1.234568",
+        str(os.getpid()),
+        "abc-123",
+        "application/json",
+        "text/html; charset=utf-8",
+        "t1, t2",
+        "203.0.113.7",
+        "-",
+        "-",
+        "-",
     ]
 
 
@@ -162,7 +191,7 @@ def test_request_line_falls_back_to_path_and_query_without_raw_uri(tmp_path: Pat
 
 
 # No spaces, so every field of a combined-log line stays one field however it is escaped.
-HOSTILE = "\x1b[31mred\x1b[0m\"quoted\"back\\slash\r\nFAKE\x00\x07\x9b2J"
+HOSTILE = '\x1b[31mred\x1b[0m"quoted"back\\slash\r\nFAKE\x00\x07\x9b2J'
 HOSTILE_ESCAPED = '\\x1b[31mred\\x1b[0m\\"quoted\\"back\\\\slash\\x0d\\x0aFAKE\\x00\\x07\\x9b2J'
 
 
@@ -194,7 +223,11 @@ def test_text_atoms_for_headers_and_environ_are_escaped(tmp_path: Path) -> None:
     fmt = "%({x-request-id}i)s|%({x-echo}o)s|%({HTTP_USER_AGENT}e)s|%(U)s|%(m)s"
     accesslog.AccessLog(fmt)(hostile_environ() | {"REQUEST_METHOD": "G\x1bT"}, 200, headers, 1, 0.1)
     assert path.read_text("ascii").split("|") == [
-        HOSTILE_ESCAPED, HOSTILE_ESCAPED, HOSTILE_ESCAPED, "/" + HOSTILE_ESCAPED, "G\\x1bT\n"
+        HOSTILE_ESCAPED,
+        HOSTILE_ESCAPED,
+        HOSTILE_ESCAPED,
+        "/" + HOSTILE_ESCAPED,
+        "G\\x1bT\n",
     ]
 
 
@@ -281,8 +314,9 @@ def test_configure_writes_each_log_to_its_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     error_path, access_path = tmp_path / "error.log", tmp_path / "access.log"
-    logs.configure(log_level="warning", error_logfile=str(error_path),
-                   access_logfile=str(access_path))
+    logs.configure(
+        log_level="warning", error_logfile=str(error_path), access_logfile=str(access_path)
+    )
     error_log = logging.getLogger(logs.ERROR_LOG)
     error_log.info("below the level")
     error_log.warning("error handling GET %s", "/\x1b[2J\r\n[fake] line")
@@ -314,9 +348,7 @@ def test_dash_means_stdout_for_access_and_stderr_for_errors(
     assert err.endswith("[ERROR] to stderr\n")
 
 
-def test_access_log_is_off_by_default(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_access_log_is_off_by_default(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     logs.configure(error_logfile=str(tmp_path / "error.log"))
     assert not logs.access_log_enabled()
     accesslog.AccessLog()(make_environ(), 200, [], 5, 0.01)
@@ -388,10 +420,16 @@ def test_log_config_json_takes_over_the_loggers_it_names(tmp_path: Path) -> None
     config_log, error_path = tmp_path / "from-config.log", tmp_path / "error.log"
     config = {
         "formatters": {"plain": {"format": "%(name)s %(levelname)s %(message)s"}},
-        "handlers": {"file": {"class": "logging.FileHandler", "filename": str(config_log),
-                              "formatter": "plain"}},
-        "loggers": {accesslog.ACCESS_LOG: {"handlers": ["file"], "level": "INFO",
-                                      "propagate": False}},
+        "handlers": {
+            "file": {
+                "class": "logging.FileHandler",
+                "filename": str(config_log),
+                "formatter": "plain",
+            }
+        },
+        "loggers": {
+            accesslog.ACCESS_LOG: {"handlers": ["file"], "level": "INFO", "propagate": False}
+        },
     }
     config_path = tmp_path / "logging.json"
     config_path.write_text(json.dumps(config))
@@ -406,7 +444,8 @@ def test_log_config_json_takes_over_the_loggers_it_names(tmp_path: Path) -> None
 def test_log_config_toml_naming_an_ancestor_receives_our_loggers(tmp_path: Path) -> None:
     config_log = tmp_path / "from-config.log"
     config_path = tmp_path / "logging.toml"
-    config_path.write_text(textwrap.dedent(f"""
+    config_path.write_text(
+        textwrap.dedent(f"""
         version = 1
         [formatters.plain]
         format = "%(name)s %(levelname)s %(message)s"
@@ -418,7 +457,8 @@ def test_log_config_toml_naming_an_ancestor_receives_our_loggers(tmp_path: Path)
         handlers = ["file"]
         level = "DEBUG"
         propagate = false
-    """))
+    """)
+    )
     logs.configure(log_config=str(config_path), access_logfile=str(tmp_path / "ignored.log"))
     logging.getLogger(logs.ERROR_LOG).debug("debug via the config")
     accesslog.AccessLog("%(m)s")(make_environ(), 200, [], 5, 0.01)
@@ -481,7 +521,10 @@ def test_capture_output_sends_stdout_and_stderr_to_the_error_log(tmp_path: Path)
     path = tmp_path / "error.log"
     done = subprocess.run(
         [sys.executable, "-c", CAPTURE_SCRIPT, str(path)],
-        capture_output=True, text=True, timeout=30, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
     rotated = (tmp_path / "error.log.1").read_text("utf-8").splitlines()

@@ -49,8 +49,19 @@ def test_zero_limits_mean_the_maximum_like_gunicorn() -> None:
 
 def test_command_line_flags_map_to_settings() -> None:
     args = build_parser().parse_args(
-        ["app:app", "-b", "127.0.0.1:9000", "--bind", "unix:/tmp/x.sock", "--threads", "3",
-         "--keep-alive", "7.5", "--limit-request-field_size", "100"]
+        [
+            "app:app",
+            "-b",
+            "127.0.0.1:9000",
+            "--bind",
+            "unix:/tmp/x.sock",
+            "--threads",
+            "3",
+            "--keep-alive",
+            "7.5",
+            "--limit-request-field_size",
+            "100",
+        ]
     )
     settings = settings_from_args(args)
     assert settings.bind == ("127.0.0.1:9000", "unix:/tmp/x.sock")
