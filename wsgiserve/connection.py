@@ -72,6 +72,7 @@ class HttpConnection(asyncio.Protocol):
         "_body_waker",
         "_continue_owed",
         "_eof",
+        "_held",
         "_outbox",
         "_parser",
         "_paused",
@@ -98,7 +99,7 @@ class HttpConnection(asyncio.Protocol):
         self.closing = OPEN
         self.stamps = Stamps(since=context.clock.now)
         self.served = 0  # responses completed
-        self.gate = WriteGate()
+        self.gate = WriteGate(budget=context.budget)
         self.current: Exchange | None = None  # in the pool or the app
         self._parser: RequestParser | None = None  # made once the addresses are known
         self._pipeline: collections.deque[Exchange] = collections.deque()  # parsed, waiting
@@ -111,6 +112,7 @@ class HttpConnection(asyncio.Protocol):
         self._responded = False  # the current response has begun on the wire
         self._continue_owed = False  # the arriving body waits for our `100 Continue`
         self._sent = 0  # bytes given to the transport
+        self._held = 0  # bytes counted against the worker's response budget (while stalled)
         self._body_waker: Any = None
 
     # -- asyncio callbacks ---------------------------------------------------------------
@@ -179,6 +181,7 @@ class HttpConnection(asyncio.Protocol):
         self.transport = None
         if self._parser is not None:
             self._parser.stop()
+        self._release()
         self.context.closed(self)
         self.gate.abort()
         current = self.current
@@ -193,10 +196,24 @@ class HttpConnection(asyncio.Protocol):
         stamps = self.stamps
         stamps.write_stalled_since = stamps.write_window_since = self.context.clock.now
         stamps.write_sent_at_window = stamps.write_sent = self._taken()
+        self._hold()
 
     def resume_writing(self) -> None:
-        self.gate.resume()
         self.stamps.write_stalled_since = 0.0
+        self._release()
+        self.gate.resume()
+
+    def _hold(self) -> None:
+        """Count what this stalled connection's transport holds against the budget."""
+        transport = self.transport
+        held = transport.get_write_buffer_size() if transport is not None else 0
+        self.context.budget.change(held - self._held)
+        self._held = held
+
+    def _release(self) -> None:
+        if self._held:
+            self.context.budget.change(-self._held)
+            self._held = 0
 
     # -- what the parser reports (parser.RequestSink) --------------------------------------
 
@@ -586,6 +603,7 @@ class HttpConnection(asyncio.Protocol):
         stamps = self.stamps
         if stamps.write_stalled_since:
             stamps.write_sent = self._taken()
+            self._hold()
         action = timer_action(
             self.reading,
             self.closing,

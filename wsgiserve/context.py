@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .flow import ResponseBudget
 from .state import Limits
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class ConnectionContext:
         opened, closed: called with the connection when it opens and closes.
         post, limit_concurrency, body_preread: `pool.post` and two settings, kept at hand
             for the per-request path.
+        budget: the response bytes this worker holds for clients that stopped reading.
     """
 
     settings: Settings
@@ -43,6 +45,7 @@ class ConnectionContext:
     opened: Callable[[Any], None]
     closed: Callable[[Any], None]
     post: Callable[[Callable[[Any], None], Any], None]
+    budget: ResponseBudget
     limit_concurrency: int
     body_preread: int
 

@@ -22,11 +22,50 @@ IN_TRANSIT_LIMIT = 256 * 1024  # bytes posted by the worker but not yet given to
 _create_lock = threading.Lock()
 
 
-class WriteGate:
-    __slots__ = ("_cond", "_posted", "_waiting", "_written", "closed", "limit", "paused")
+class ResponseBudget:
+    """The response bytes one worker process holds for clients that stopped reading.
 
-    def __init__(self, limit: int = IN_TRANSIT_LIMIT) -> None:
+    The loop counts what sits in the transports of stalled connections (`change`);
+    past `limit`, `over` is set and every writer waits at its gate, so a crowd of
+    slow readers costs a bounded amount of memory (and the minimum download rate
+    frees them). `limit` 0: no budget.
+    """
+
+    __slots__ = ("_waiting", "limit", "over", "used")
+
+    def __init__(self, limit: int) -> None:
         self.limit = limit
+        self.used = 0  # loop thread
+        self.over = False  # written by the loop, read by writers
+        self._waiting: set[WriteGate] = set()  # gates whose writer waits for room
+
+    def change(self, delta: int) -> None:
+        """Loop thread: the stalled transports now hold `delta` more bytes."""
+        self.used += delta
+        over = bool(self.limit) and self.used > self.limit
+        if over == self.over:
+            return
+        self.over = over
+        if not over:
+            for gate in list(self._waiting):  # copied whole under the GIL
+                gate._wake()
+
+
+class WriteGate:
+    __slots__ = (
+        "_budget",
+        "_cond",
+        "_posted",
+        "_waiting",
+        "_written",
+        "closed",
+        "limit",
+        "paused",
+    )
+
+    def __init__(self, limit: int = IN_TRANSIT_LIMIT, budget: ResponseBudget | None = None) -> None:
+        self.limit = limit
+        self._budget = budget
         self.paused = False
         self.closed = False
         self._posted = 0  # written by the worker thread only
@@ -40,7 +79,12 @@ class WriteGate:
         """Block until `size` more bytes may be posted; raise `ClientDisconnected` if gone."""
         if self.closed:
             raise ClientDisconnected("client disconnected")
-        if self.paused or self._posted - self._written > self.limit:
+        budget = self._budget
+        if (
+            self.paused
+            or self._posted - self._written > self.limit
+            or (budget is not None and budget.over)
+        ):
             self._wait()
         self._posted += size
 
@@ -51,15 +95,22 @@ class WriteGate:
                 if self._cond is None:
                     self._cond = threading.Condition()
                 cond = self._cond
+        budget = self._budget
+        if budget is not None:
+            budget._waiting.add(self)  # before the check below: a wake-up is never lost
         with cond:
             self._waiting = True
             try:
                 while not self.closed and (
-                    self.paused or self._posted - self._written > self.limit
+                    self.paused
+                    or self._posted - self._written > self.limit
+                    or (budget is not None and budget.over)
                 ):
                     cond.wait()
             finally:
                 self._waiting = False
+                if budget is not None:
+                    budget._waiting.discard(self)
         if self.closed:
             raise ClientDisconnected("client disconnected")
 

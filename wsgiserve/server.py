@@ -22,6 +22,7 @@ from .connection import HttpConnection
 from .context import ConnectionContext, limits_from
 from .environ import server_environ
 from .exchange import Exchange, ServerClock
+from .flow import ResponseBudget
 from .listeners import Listener, close_listener
 from .metrics import WorkerStats
 from .pool import WorkerPool
@@ -106,6 +107,7 @@ class Server:
             post=self.pool.post,
             limit_concurrency=self.settings.limit_concurrency,
             body_preread=self.settings.body_preread,
+            budget=ResponseBudget(self.settings.response_budget),
         )
         self._tick()
         self.listeners = listeners

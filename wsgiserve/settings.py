@@ -100,6 +100,14 @@ class Settings:
         metavar="SECONDS",
         help="How long an upload or a stalled download may run before the minimum rates apply.",
     )
+    response_budget: int = _setting(
+        64 * 1024 * 1024,
+        "--response-budget",
+        unit="bytes",
+        metavar="BYTES",
+        help="Response bytes one worker may hold for clients that stopped reading; past it, "
+        "app threads wait before writing more instead of the server buffering it. 0: no limit.",
+    )
     body_preread: int = _setting(
         64 * 1024,
         "--body-preread",
