@@ -678,20 +678,22 @@ class HttpConnection(asyncio.Protocol):
         self._refuse(RequestTimeout("the request body did not arrive in time"))
         self._dispatch()
 
-    def close_if_idle(self, spare_newcomers: bool = False) -> bool:
-        """Close the connection unless a request is in flight (on shutdown).
+    def idle_since(self) -> float | None:
+        """For a graceful stop: since when (the loop's coarse clock) this connection has been
+        waiting for a request with nothing of one received; None while it is not."""
+        if self.closing is not OPEN or self.reading is not IDLE or self.in_flight():
+            return None
+        return self.stamps.since
 
-        With `spare_newcomers`, a connection that has not finished its first request yet
-        (or is between the bytes of one) is left open too.
-        """
+    def close_if_idle(self) -> bool:
+        """On a stop: close the connection if it waits for a request with nothing of one
+        received (and end a linger at once). True if it was closed."""
         transport = self.transport
         if self.reading is LINGERING and transport is not None:
             self.reading = STOPPED
             self._close()  # no lingering on shutdown
             return True
-        if self.closing is not OPEN or self.in_flight():
-            return False
-        if spare_newcomers and (self.served == 0 or self.reading is not IDLE):
+        if self.idle_since() is None:
             return False
         self._close()
         return True

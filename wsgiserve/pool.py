@@ -74,6 +74,8 @@ class WorkerPool(Generic[Job]):
         self.wakeups = 0
         self.completed = 0
         self._after_batch: list[Callable[[], None]] = []
+        self._stop_after = -1  # see stop_after
+        self._on_stop_after: Callable[[], None] = _nothing
 
     def start(self) -> None:
         for number in range(self._size):
@@ -112,8 +114,15 @@ class WorkerPool(Generic[Job]):
         """Report that one submitted job has completed (called on the loop thread)."""
         self.in_flight -= 1
         self.completed += 1
+        if self.completed == self._stop_after:
+            self._on_stop_after()
         while self._waiters and self.in_flight < self.capacity:
             self._waiters.popleft()()
+
+    def stop_after(self, count: int, callback: Callable[[], None]) -> None:
+        """Call `callback` on the loop thread once `count` jobs have completed."""
+        self._stop_after = count
+        self._on_stop_after = callback
 
     def statistics(self) -> dict[str, int]:
         busy = min(self.in_flight, self._size)
@@ -187,6 +196,10 @@ class WorkerPool(Generic[Job]):
             except BaseException:  # the handler catches app errors; this is a last resort
                 log.exception("unexpected error in a worker thread")
             job = None  # an idle thread must not keep its last request (and body) alive
+
+
+def _nothing() -> None:
+    pass
 
 
 def _use_batch_policy() -> None:

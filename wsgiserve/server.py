@@ -36,6 +36,7 @@ SERVER_NAME = "wsgiserve"
 TICK = 1.0  # seconds between runs of _tick: the clock's and the timers' resolution
 DATE_SLACK = 0.002  # seconds past the second's start: never format the second before
 FIRST_REQUEST_GRACE = 2.0  # seconds a fresh connection may still send a request on shutdown
+DRAIN_QUIET = 1.0  # seconds a kept-alive connection must be quiet before a stop closes it
 
 
 class Server:
@@ -199,11 +200,30 @@ class Server:
         # A connection accepted just before we stopped listening gets a short chance to
         # send its first request: its client could not know we were about to stop.
         grace_until = started + min(FIRST_REQUEST_GRACE, self.settings.graceful_timeout)
+        loop = asyncio.get_running_loop()
+        quiet: dict[HttpConnection, tuple[int, float]] = {}  # served, quiet since (monotonic)
         while True:
-            newcomers_welcome = time.monotonic() < grace_until
+            now = time.monotonic()
             for connection in list(self.connections):
-                connection.close_if_idle(spare_newcomers=newcomers_welcome)
-            if not self.connections or time.monotonic() >= deadline:
+                since = connection.idle_since()
+                if since is None:
+                    connection.close_if_idle()  # ends a linger; leaves a busy one alone
+                    quiet.pop(connection, None)
+                elif connection.served == 0:
+                    if now >= grace_until:
+                        connection.close_if_idle()
+                else:
+                    # A kept-alive connection may carry a request its client is sending
+                    # right now: closing it would lose that request. Its next response says
+                    # `Connection: close`; it is closed only once quiet for DRAIN_QUIET.
+                    mark = quiet.get(connection)
+                    if mark is None or mark[0] != connection.served:
+                        # `since` is the coarse clock, up to a tick early.
+                        idle = max(0.0, loop.time() - since - TICK)
+                        mark = quiet[connection] = (connection.served, now - idle)
+                    if now - mark[1] >= DRAIN_QUIET:
+                        connection.close_if_idle()
+            if not self.connections or now >= deadline:
                 break
             await asyncio.sleep(0.05)
         if self.connections:

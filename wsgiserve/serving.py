@@ -71,7 +71,7 @@ def run(app: App, settings: Settings, listeners: list[Listener] | None = None) -
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
             loop.add_signal_handler(signum, _on_signal, server, signum)
         await server.start(listeners)
         for listener in listeners:
@@ -84,13 +84,13 @@ def run(app: App, settings: Settings, listeners: list[Listener] | None = None) -
 
 def _on_signal(server: Server, signum: int) -> None:
     name = signal.Signals(signum).name
-    if server.stop_requested:
-        if signum == signal.SIGINT:  # a second Ctrl-C: the user is not waiting any more
-            log.warning("second %s: stopping now", name)
-            os._exit(1)
-        return
-    log.info("%s: stopping gracefully", name)
-    server.request_shutdown()
+    if signum == signal.SIGQUIT or (server.stop_requested and signum == signal.SIGINT):
+        # QUIT, or a second Ctrl-C: the user is not waiting any more.
+        log.warning("%s: stopping now", name)
+        os._exit(1)
+    if not server.stop_requested:
+        log.info("%s: stopping gracefully (INT again or QUIT: stop now)", name)
+        server.request_shutdown()
 
 
 def serve(app: App, host: str = "127.0.0.1", port: int = 8000, **settings: Any) -> None:

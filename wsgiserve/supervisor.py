@@ -3,8 +3,9 @@
 Signal handlers only enqueue the signal and wake the loop through a pipe; the
 supervisor's loop acts on them one at a time (gunicorn's meanings):
 
-TERM: graceful stop (workers finish their requests within --graceful-timeout).
-INT, QUIT: fast stop.  HUP: reload the configuration and replace every worker
+TERM, INT: graceful stop (workers finish their requests within --graceful-timeout);
+a second INT while draining, or QUIT: fast stop.  HUP: reload the configuration and replace
+every worker
 without dropping a request.  TTIN / TTOU: one worker more / less.
 USR1: reopen log files (here and in every worker).  CHLD: reap, and replace.
 
@@ -221,10 +222,12 @@ class Supervisor:
         if signum == signal.SIGCHLD:
             return  # reaped in _reap, every step
         name = signal.Signals(signum).name
-        if signum == signal.SIGTERM:
-            log.info("Handling signal: %s (graceful stop)", name)
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            # A Ctrl-C, or `docker stop` with STOPSIGNAL SIGINT, must not cut responses in
+            # half: INT drains like TERM. A second INT (or QUIT) is the impatient one.
+            log.info("Handling signal: %s (graceful stop; INT again or QUIT: stop now)", name)
             self._stop(graceful=True)
-        elif signum in (signal.SIGINT, signal.SIGQUIT):
+        elif signum == signal.SIGQUIT:
             log.info("Handling signal: %s (fast stop)", name)
             self._stop(graceful=False)
         elif signum == signal.SIGHUP:

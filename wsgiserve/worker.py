@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -119,14 +120,13 @@ def _serve(
             return
         with contextlib.suppress(BlockingIOError):  # a full pipe: the supervisor is behind
             os.write(heartbeat_fd, heartbeat_line(server.snapshot()))
-        if limit and server.completed >= limit and not server.stop_requested:
-            log.info("worker %d served %d requests: restarting", os.getpid(), server.completed)
-            server.request_shutdown()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, server.request_shutdown)
-        loop.add_signal_handler(signal.SIGINT, _stop_now)
+        # A terminal's Ctrl-C reaches the workers too: drain like TERM; a second one, or
+        # QUIT, stops now.
+        loop.add_signal_handler(signal.SIGINT, _interrupt, server)
         loop.add_signal_handler(signal.SIGQUIT, _stop_now)
         loop.add_signal_handler(signal.SIGUSR1, logs.reopen_files)
         # Beat well inside --timeout, so that a healthy loop is never taken for a stuck one.
@@ -137,6 +137,8 @@ def _serve(
             loop.call_later(interval, beat_periodically)
 
         await server.start(listeners)
+        if limit:  # checked as each request completes, not once a beat
+            server.pool.stop_after(limit, functools.partial(_recycle, server))
         log.info("Booting worker with pid: %d", os.getpid())
         beat_periodically()
         await server.serve_until_stopped()
@@ -152,6 +154,19 @@ def heartbeat_line(snapshot: dict[str, object]) -> bytes:
         snapshot = {**snapshot, "oldest": []}
         line = json.dumps(snapshot, separators=(",", ":")).encode() + b"\n"
     return line if len(line) <= SNAPSHOT_LIMIT else b"{}\n"
+
+
+def _recycle(server: Server) -> None:
+    log.info(
+        "worker %d served %d requests (--max-requests): restarting", os.getpid(), server.completed
+    )
+    server.request_shutdown()
+
+
+def _interrupt(server: Server) -> None:
+    if server.stop_requested:
+        _stop_now()
+    server.request_shutdown()
 
 
 def _stop_now() -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import pytest
 
 import wsgiserve
 
+from .apps.ops_app import HANG_MARKER, SLOW_MARKER
 from .apps.plain_app import app as plain_app
 from .support import ServerProcess, start_listening
 
@@ -90,3 +93,55 @@ def test_an_unknown_thread_policy_is_refused() -> None:
         wsgiserve.background_server(plain_app, thread_policy="fifo"),
     ):
         pass  # pragma: no cover - never entered
+
+
+OPS_SERVE_SCRIPT = (
+    "import wsgiserve\n"
+    "from tests.integration.apps.ops_app import app\n"
+    "wsgiserve.serve(app, host='127.0.0.1', port=0, threads=2, graceful_timeout=60)\n"
+)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_serve_drains_a_request_in_flight_on_int_and_term(sig: signal.Signals) -> None:
+    server = start_listening([sys.executable, "-c", OPS_SERVE_SCRIPT])
+    try:
+        with httpx.Client(timeout=10) as client:
+            pending = InFlight(client, server.url + "/slow?s=1")
+            server.log.wait_for(re.compile(SLOW_MARKER))
+            server.proc.send_signal(sig)
+            pending.join()
+    finally:
+        code = server.stop(signal.SIGTERM)
+    assert pending.status == 200
+    assert code == 0
+
+
+def test_serve_stops_at_once_on_quit_despite_a_hanging_request() -> None:
+    server = start_listening([sys.executable, "-c", OPS_SERVE_SCRIPT])
+    try:
+        with httpx.Client(timeout=10) as client:
+            pending = InFlight(client, server.url + "/hang")
+            server.log.wait_for(re.compile(HANG_MARKER))
+            code = server.stop(signal.SIGQUIT)
+            pending.join()
+    finally:
+        server.stop(signal.SIGKILL)
+    assert code != 0  # not a clean drain: the process left at once
+    assert pending.status is None
+
+
+class InFlight(threading.Thread):
+    """One request on a thread; its status, or None when the connection was dropped."""
+
+    def __init__(self, client: httpx.Client, url: str) -> None:
+        super().__init__(daemon=True)
+        self.client, self.url = client, url
+        self.status: int | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.status = self.client.get(self.url).status_code
+        except httpx.HTTPError:
+            self.status = None

@@ -5,6 +5,7 @@ Routes (``PATH_INFO``):
 
 * ``/pid`` - the answering worker's ``os.getpid()``.
 * ``/hello`` - a tiny fixed response.
+* ``/id?id=N`` - answers N (a client counting its requests).
 * ``/slow?s=F`` - announces itself on stderr, sleeps F seconds in `sleepy_handler`, then
   answers ``done``.
 * ``/hang`` - announces itself on stderr, then blocks forever on an Event nobody sets.
@@ -68,6 +69,8 @@ def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         return _text(start_response, str(os.getpid()).encode())
     if path == "/hello":
         return _text(start_response, b"hello")
+    if path == "/id":
+        return _text(start_response, _query(environ, "id", "").encode())
     if path == "/slow":
         _announce(SLOW_MARKER)
         return _text(start_response, sleepy_handler(float(_query(environ, "s", "1"))))
