@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from threading import get_ident
 from typing import Any
 
-from .errors import BodyFramingError, ClientDisconnected
+from .errors import BodyCutShort, BodyFramingError, ClientDisconnected
 from .exchange import Exchange
 from .response import InvalidResponse, Response, plain_error
 
@@ -35,6 +35,7 @@ def run_app(app: App, exchange: Exchange) -> None:
         if exchange.gate.closed:  # the client left while the request waited for a thread
             return
         exchange.thread_id = get_ident()
+        exchange.app_started = time.monotonic()
         clock = exchange.clock
         if clock.pre_request is not None:
             _hook(clock.pre_request, clock.hook_worker, HookRequest(exchange.environ))
@@ -95,7 +96,9 @@ def _close(result: Any, exchange: Exchange) -> None:
 
 def _fail(exchange: Exchange, response: Response, error: BaseException) -> None:
     if isinstance(error, BodyFramingError):
-        log.info("bad request body for %s: %s", _describe(exchange), error)
+        # A client that went away mid-upload is everyday traffic: not worth an INFO line.
+        level = logging.DEBUG if isinstance(error, BodyCutShort) else logging.INFO
+        log.log(level, "bad request body for %s: %s", _describe(exchange), error)
         status, message = error.status, error.status + "\n"
     else:
         log.error("error handling %s", _describe(exchange), exc_info=error)

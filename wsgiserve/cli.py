@@ -255,6 +255,17 @@ def format_status(status: dict[str, Any]) -> str:
     if status["restarts"]:
         restarts = ", ".join(f"{k} {v}" for k, v in sorted(status["restarts"].items()))
         lines += ["", f"worker restarts: {restarts}"]
+    reload = status.get("last_reload")
+    if reload:
+        ago = _duration(now - reload["at"])
+        if reload["ok"]:
+            lines += ["", f"last reload: {ago} ago"]
+        else:
+            lines += [
+                "",
+                f"last reload FAILED {ago} ago (worker {reload['pid']} could not load "
+                "the app; the previous workers keep serving; see the error log)",
+            ]
     lines += ["", "oldest requests in flight:" if oldest else "no requests in flight"]
     for age, pid, method, path, rid in sorted(oldest, reverse=True)[:10]:
         lines.append(f"  {age:8.1f}s  worker {pid}  {method} {path}  ({rid})")

@@ -22,6 +22,7 @@ from .context import ConnectionContext
 from .environ import Environ, connection_environ
 from .errors import (
     BadRequest,
+    BodyCutShort,
     BodyFramingError,
     BodyTimeout,
     BodyTooLarge,
@@ -158,7 +159,7 @@ class HttpConnection(asyncio.Protocol):
         if receiving is not None and receiving.body is not EMPTY_BODY:
             self._receiving = None
             if receiving is self.current:
-                receiving.body.fail(BodyFramingError("the request body was cut short"))
+                receiving.body.fail(BodyCutShort("the request body was cut short"))
             elif receiving in self._pipeline:
                 self._pipeline.remove(receiving)
                 refusal = BadRequest("the request body was cut short")

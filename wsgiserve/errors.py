@@ -92,6 +92,10 @@ class BodyTooLarge(BodyFramingError):
     status = "413 Content Too Large"
 
 
+class BodyCutShort(BodyFramingError):
+    """The client closed its side before the body it announced had arrived."""
+
+
 class TrailerTooLarge(BodyFramingError):
     """The trailer section broke --limit-request-fields or --limit-request-field_size."""
 

@@ -82,6 +82,7 @@ class Body(Protocol):
 
 class Exchange:
     __slots__ = (
+        "app_started",
         "body",
         "clock",
         "connection",
@@ -125,6 +126,7 @@ class Exchange:
         self.error: Exception | None = None
         self.started_at = time.monotonic()
         self.thread_id: int | None = None  # the worker thread running it, once one does
+        self.app_started = 0.0  # time.monotonic() when that thread began it
         self.reported = False  # logged as running too long
         # Worker thread: the loop has been told how the response ends (on_end or on_abort).
         # `call.run_app` checks it on the way out, so no path leaves the loop waiting.

@@ -91,10 +91,31 @@ def _labels(**labels: object) -> str:
     return "{" + inner + "}"
 
 
-def render(workers: Iterable[Mapping[str, Any]], restarts: Mapping[str, int]) -> str:
-    """Prometheus text format for the latest snapshot of each worker, and their sums."""
+def add_counters(total: dict[str, Any], counters: Mapping[str, Any]) -> None:
+    """Add one worker's counters (`WorkerStats.counters()`) into `total`, in place."""
+    requests = total.setdefault("requests", {})
+    for key, count in counters.get("requests", {}).items():
+        requests[key] = requests.get(key, 0) + count
+    buckets = total.setdefault("buckets", [0] * (len(BUCKETS) + 1))
+    for index, count in enumerate(counters.get("buckets", [])):
+        buckets[index] += count
+    for key in ("duration_sum", "bytes_in", "bytes_out"):
+        total[key] = total.get(key, 0) + counters.get(key, 0)
+
+
+def render(
+    workers: Iterable[Mapping[str, Any]],
+    restarts: Mapping[str, int],
+    retired: Mapping[str, Any] | None = None,
+) -> str:
+    """Prometheus text format for the latest snapshot of each worker, and their sums.
+
+    `retired` holds the counters of workers that have exited (`add_counters`): the
+    server-wide counters include them, so a sum never goes down when a worker retires.
+    """
     snapshots = [w for w in workers if w]
     lines: list[str] = []
+    past: list[Mapping[str, Any]] = [{"pid": 0, "metrics": retired}] if retired else []
 
     def family(name: str, kind: str, helptext: str) -> None:
         lines.append(f"# HELP {name} {helptext}")
@@ -107,10 +128,12 @@ def render(workers: Iterable[Mapping[str, Any]], restarts: Mapping[str, int]) ->
             return _labels(**({"worker": snapshot["pid"]} if per else {}), **extra)
 
         groups: list[list[Mapping[str, Any]]] = [[s] for s in snapshots] if per else [snapshots]
+        # Counters: the server-wide sum includes retired workers; gauges are live only.
+        counted = groups if per else [snapshots + past]
         family(
             f"{prefix}requests_total", "counter", "Requests finished, by method and status class."
         )
-        for group in groups:
+        for group in counted:
             totals: dict[str, int] = {}
             for snapshot in group:
                 for key, count in snapshot["metrics"]["requests"].items():
@@ -126,7 +149,7 @@ def render(workers: Iterable[Mapping[str, Any]], restarts: Mapping[str, int]) ->
             "histogram",
             "Time from request head to response end.",
         )
-        for group in groups:
+        for group in counted:
             if not group:
                 continue
             buckets = [
@@ -146,7 +169,7 @@ def render(workers: Iterable[Mapping[str, Any]], restarts: Mapping[str, int]) ->
             ("sent_bytes_total", "bytes_out", "counter", "Response body bytes sent."),
         ):
             family(f"{prefix}{name}", kind, helptext)
-            for group in groups:
+            for group in counted:
                 if group:
                     value = sum(s["metrics"][key] for s in group)
                     lines.append(f"{prefix}{name}{tag(group[0])} {value}")

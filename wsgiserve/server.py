@@ -36,6 +36,7 @@ SERVER_NAME = "wsgiserve"
 TICK = 1.0  # seconds between runs of _tick: the clock's and the timers' resolution
 DATE_SLACK = 0.002  # seconds past the second's start: never format the second before
 FIRST_REQUEST_GRACE = 2.0  # seconds a fresh connection may still send a request on shutdown
+LIMIT_LOG_INTERVAL = 60.0  # seconds between "at --max-connections" lines
 DRAIN_QUIET = 1.0  # seconds a kept-alive connection must be quiet before a stop closes it
 
 
@@ -79,6 +80,8 @@ class Server:
         self.accepting = False
         self._resuming = False
         self.max_connections = settings.max_connections or default_max_connections()
+        self._limit_hits = 0  # times --max-connections was reached since the last log line
+        self._limit_logged = -LIMIT_LOG_INTERVAL
         # Called once a second on the loop thread (a worker process adds its heartbeat here).
         self.tick_callbacks: list[Callable[[], None]] = []
 
@@ -138,10 +141,18 @@ class Server:
     def connection_opened(self, connection: HttpConnection) -> None:
         self.connections.add(connection)
         if self.accepting and len(self.connections) >= self.max_connections:
-            log.warning(
-                "%d connections (--max-connections): not accepting more for now",
-                len(self.connections),
-            )
+            # A server at its limit reaches it again and again: one line a minute, counted.
+            self._limit_hits += 1
+            now = time.monotonic()
+            if now - self._limit_logged >= LIMIT_LOG_INTERVAL:
+                log.warning(
+                    "%d connections (--max-connections): not accepting more for now "
+                    "(reached %d time(s) since the last such line)",
+                    len(self.connections),
+                    self._limit_hits,
+                )
+                self._limit_logged = now
+                self._limit_hits = 0
             self.accepting = False
             for server in self._servers:
                 server.close()
@@ -163,7 +174,7 @@ class Server:
         try:
             if not self.stop_requested:
                 await self._listen()
-                log.info("accepting connections again")
+                log.debug("accepting connections again")
         finally:
             self._resuming = False
 
@@ -321,19 +332,23 @@ def default_max_connections() -> int:
 
 def _report_if_slow(exchange: Exchange, threshold: float, flag: str) -> None:
     """Log a request running longer than `threshold` with the stack of its thread, once."""
-    age = time.monotonic() - exchange.started_at
     thread_id = exchange.thread_id
-    if age < threshold or thread_id is None:
+    if thread_id is None:
+        return  # still waiting for a thread: that wait is not the app's
+    age = time.monotonic() - exchange.app_started
+    if age < threshold:
         return
     exchange.reported = True
     frame = sys._current_frames().get(thread_id)
     stack = "".join(traceback.format_stack(frame)) if frame is not None else "(thread gone)\n"
     environ = exchange.environ
     log.warning(
-        "request running for %.1f s (over %s %g): %s %s (request id %s)\nits thread's stack:\n%s",
+        "request running for %.1f s (over %s %g; it waited %.1f s for a thread before): "
+        "%s %s (request id %s)\nits thread's stack:\n%s",
         age,
         flag,
         threshold,
+        exchange.app_started - exchange.started_at,
         environ["REQUEST_METHOD"],
         environ["PATH_INFO"],
         environ.get("wsgiserve.request_id", "-"),

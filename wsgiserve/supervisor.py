@@ -31,12 +31,12 @@ from .call import App
 from .config import Hooks
 from .control import ControlListeners
 from .listeners import Listener, close_listener
-from .metrics import render
+from .metrics import add_counters, render
 from .reload import start_watching
-from .roster import Roster, WorkerProcess
+from .roster import Roster, WorkerProcess, kill
 from .settings import Settings
 from .version import __version__
-from .worker import EXIT_BOOT_ERROR, run_worker
+from .worker import EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR, run_worker
 
 log = logging.getLogger("wsgiserve.error")
 
@@ -79,6 +79,8 @@ class Supervisor:
     _control: ControlListeners | None = None
     restarts: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    last_reload: dict[str, Any] | None = None  # for `status`: when, and whether it took
+    retired_counters: dict[str, Any] = field(default_factory=dict)  # of workers gone
     _roster: Roster = field(init=False)
 
     def __post_init__(self) -> None:
@@ -140,6 +142,7 @@ class Supervisor:
                 for w in workers
             ],
             "restarts": dict(self.restarts),
+            "last_reload": self.last_reload,
         }
 
     def metrics(self) -> str:
@@ -148,7 +151,7 @@ class Supervisor:
             for w in self.workers.values()
             if w.snapshot.get("metrics") is not None and "served" in w.snapshot
         ]
-        return render(snapshots, self.restarts)
+        return render(snapshots, self.restarts, self.retired_counters)
 
     # -- what hooks see (gunicorn's arbiter has the same names) -----------------------------
 
@@ -281,15 +284,23 @@ class Supervisor:
                 return
             if pid == 0:
                 return
+            if pid in self.workers:
+                self._drain(self.workers[pid].heartbeat_fd, time.monotonic())  # a last beat
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue
             os.close(worker.heartbeat_fd)
+            counters = worker.snapshot.get("metrics")
+            if counters:  # summed counters must not go down when a worker leaves
+                add_counters(self.retired_counters, counters)
             if worker.stopping or self._exit_code is not None:
-                if worker.stopping and not self._stopping_all:
+                if worker.stopping and not self._stopping_all and worker.booted:
                     self._roster.count("retired")
                 continue
-            stop_code = self._roster.exited(worker, os.waitstatus_to_exitcode(status))
+            code = os.waitstatus_to_exitcode(status)
+            if code == EXIT_APP_LOAD_ERROR and self._reload_failed(worker):
+                continue
+            stop_code = self._roster.exited(worker, code)
             if stop_code is not None:
                 self._halt(stop_code)
                 if stop_code == EXIT_BOOT_ERROR:
@@ -342,6 +353,32 @@ class Supervisor:
         self._call_hook("on_reload", self)
         self.target = self.settings.workers
         self.generation += 1  # new workers start now; the old ones retire once they beat
+        self.last_reload = {"ok": True, "at": time.time()}
+
+    def _reload_failed(self, worker: WorkerProcess) -> bool:
+        """A worker of a reload could not load the app while the previous workers still
+        serve: roll the reload back instead of stopping the server. True if it was that."""
+        previous = [
+            w
+            for w in self.workers.values()
+            if w.generation < worker.generation and w.booted and not w.stopping
+        ]
+        if worker.generation != self.generation or not previous:
+            return False
+        for other in self.workers.values():
+            if other.generation == worker.generation and not other.stopping:
+                other.stopping = True
+                kill(other.pid, signal.SIGTERM)
+        self.generation = max(w.generation for w in previous)
+        self.last_reload = {"ok": False, "at": time.time(), "pid": worker.pid}
+        log.error(
+            "Reload failed: the new workers cannot load the app (worker %d's error is above). "
+            "The previous %d worker(s) keep serving the code they loaded; fix the app and send "
+            "HUP again.",
+            worker.pid,
+            len(previous),
+        )
+        return True
 
     # -- pidfile -------------------------------------------------------------------------------
 

@@ -142,6 +142,7 @@ def _serve(
         log.info("Booting worker with pid: %d", os.getpid())
         beat_periodically()
         await server.serve_until_stopped()
+        beat()  # a last one: the supervisor keeps what this worker counted
 
     uvloop.run(main())
     return 0

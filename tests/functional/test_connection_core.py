@@ -4,11 +4,14 @@ what a trickling or non-reading client can hold, and how a connection comes back
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+
+import pytest
 
 from tests.support.polling import wait_until
 from tests.support.rawhttp import exchange, parse_responses
@@ -227,3 +230,18 @@ def test_a_100_continue_request_is_handed_over_at_once(serve: Serve) -> None:
         assert read_response(sock).startswith(b"HTTP/1.1 100 Continue")
         sock.sendall(b"hello")
         assert read_response(sock).endswith(b"hello")
+
+
+def test_a_client_gone_mid_upload_is_not_an_info_line(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A soak wrote 7,769 INFO lines for clients that disconnected mid-upload.
+    caplog.set_level(logging.DEBUG, logger="wsgiserve.error")
+    server = serve(echo_length_app, body_preread=0)
+    with socket.create_connection(server.address) as sock:
+        sock.sendall(b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+        sock.shutdown(socket.SHUT_WR)
+        assert read_response(sock).startswith(b"HTTP/1.1 400 ")
+    wait_until(lambda: server.server.pool.in_flight == 0, "the request to end")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO] == []
+    assert any("cut short" in r.getMessage() for r in caplog.records)

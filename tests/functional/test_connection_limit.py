@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 
 import wsgiserve
 
+from ..support.polling import wait_until
 from ..support.rawhttp import parse_responses
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"
@@ -63,3 +65,22 @@ def test_the_default_limit_follows_the_open_file_limit() -> None:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     limit = wsgiserve.server.default_max_connections()
     assert 16 <= limit < soft
+
+
+def test_reaching_the_limit_again_and_again_logs_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # 163 warnings in 60 s were seen on a server at its limit: one line, with a count.
+    caplog.set_level(logging.DEBUG, logger="wsgiserve.error")
+    with wsgiserve.background_server(hello, threads=2, max_connections=2) as server:
+        for _ in range(5):
+            held = [socket.create_connection(server.address, timeout=5) for _ in range(2)]
+            for sock in held:
+                assert parse_responses(ask(sock, 5), eof=False)[0].status == 200
+            wait_until(lambda: not server.server.accepting, "the limit to be reached")
+            for sock in held:
+                sock.close()
+            wait_until(lambda: server.server.accepting, "accepting again")
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert "--max-connections" in warnings[0].getMessage()

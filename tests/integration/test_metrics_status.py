@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import threading
 from collections.abc import Callable
@@ -153,3 +154,26 @@ def test_statsd_receives_gunicorns_metric_names() -> None:
     assert "shop.gunicorn.requests:1|c" in lines
     assert "shop.gunicorn.request.status.200:1|c" in lines
     assert any(line.startswith("shop.gunicorn.request.duration:") for line in lines)
+
+
+def test_summed_counters_never_go_down_when_workers_retire() -> None:
+    # A retired worker's counts used to vanish from the sums (requests_total 245 -> 26 on
+    # a TTOU), which every rate() graph shows as a false spike.
+    server = start_server(APP, "-w", "2", "--metrics-bind", "127.0.0.1:0")
+    key = ("wsgiserve_requests_total", (("method", "GET"), ("status", "2xx")))
+    try:
+        url = metrics_url(server)
+        for _ in range(20):  # new connections, so both workers take some
+            httpx.get(server.url + "/hello", timeout=5, headers={"Connection": "close"})
+        wait_for_beats(server, url, lambda t: samples(t).get(key) == 20)
+        server.proc.send_signal(signal.SIGTTOU)
+        text = wait_for_beats(server, url, lambda t: samples(t).get(("wsgiserve_workers", ())) == 1)
+        assert samples(text)[key] == 20
+        server.proc.send_signal(signal.SIGHUP)  # every worker replaced
+        server.log.wait_for(re.compile("Handling signal: HUP"))
+        for _ in range(5):
+            httpx.get(server.url + "/hello", timeout=5, headers={"Connection": "close"})
+        text = wait_for_beats(server, url, lambda t: samples(t).get(key) == 25)
+        assert samples(text)[("wsgiserve_request_duration_seconds_count", ())] == 25
+    finally:
+        assert server.stop() == 0

@@ -398,3 +398,51 @@ def test_usr1_reopens_the_access_log(
     assert "before-rotation" not in access.read_text()
     assert "before-rotation" in rotated.read_text()
     assert server.proc.poll() is None
+
+
+GOOD_APP = (
+    "import os\n"
+    "def app(environ, start_response):\n"
+    "    body = ('%s %d' % (VERSION, os.getpid())).encode()\n"
+    "    start_response('200 OK', [('Content-Length', str(len(body)))])\n"
+    "    return [body]\n"
+)
+
+
+def test_a_reload_whose_code_fails_to_import_keeps_the_old_workers(
+    server_factory: StartServer, client: ClientMaker, tmp_path: Path
+) -> None:
+    module = tmp_path / "deployed_app.py"
+    module.write_text("VERSION = 'v1'\n" + GOOD_APP)
+    pidfile = tmp_path / "server.pid"
+    server = server_factory(
+        "deployed_app:app",
+        "-w",
+        "2",
+        "--pythonpath",
+        str(tmp_path),
+        "-p",
+        str(pidfile),
+        *FAST,
+        threads=2,
+    )
+    old = booted(server, 2)
+    http = client(server.url)
+
+    module.write_text("VERSION = 'v2'\nthis is not python\n")  # a broken deploy
+    server.proc.send_signal(signal.SIGHUP)
+    server.log.wait_for(re.compile("Reload failed"), timeout=WAIT)
+
+    assert server.proc.poll() is None  # used to exit 4, the healthy workers with it
+    for _ in range(6):
+        version, pid = http.get("/").text.split()
+        assert version == "v1"
+        assert int(pid) in old
+    assert worker_pids(server) == old
+    status = run_cli("status", "-p", str(pidfile))
+    assert "last reload FAILED" in status.stdout, status.stdout
+
+    module.write_text("VERSION = 'v3'\n" + GOOD_APP)  # fixed: the next HUP takes
+    server.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: not old & worker_pids(server), "the old workers to retire", WAIT)
+    assert http.get("/").text.split()[0] == "v3"
