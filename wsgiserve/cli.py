@@ -11,15 +11,18 @@ import dataclasses
 import functools
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from . import accesslog, config, logs, tls
+from .accesslog import escape
 from .appload import drop_privileges, load_app, prepare_process
-from .control import query_status
+from .control import bind_control, control_path, query_status
 from .errors import StartupError
+from .pidfile import PidFile
 from .serving import open_listeners
 from .settings import Settings, setting_fields
 from .supervisor import Supervisor
@@ -223,10 +226,14 @@ def status_main(argv: Sequence[str]) -> int:
             f"wsgiserve status: cannot reach the server of {args.pidfile}: {error}", file=sys.stderr
         )
         return 1
-    if args.json:
-        print(json.dumps(status, indent=2))
-        return 0
-    print(format_status(status))
+    try:
+        if args.json:
+            print(json.dumps(status, indent=2))
+        else:
+            print(format_status(status))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `wsgiserve status | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
@@ -244,10 +251,11 @@ def format_status(status: dict[str, Any]) -> str:
         if "served" not in worker:
             lines.append(f"{worker['pid']:>8} {'booting':>8}")
             continue
+        as_of = worker.get("as_of")
         lines.append(
             f"{worker['pid']:>8} {_duration(now - worker['started']):>8} {worker['served']:>8} "
             f"{worker['connections']:>6} {worker['busy']:>4}/{worker['threads']:<4} "
-            f"{worker['queued']:>6}"
+            f"{worker['queued']:>6}" + (f"  (as of {as_of:.1f}s ago)" if as_of is not None else "")
         )
         oldest += [
             (age, worker["pid"], method, path, rid) for age, method, path, rid in worker["oldest"]
@@ -268,7 +276,10 @@ def format_status(status: dict[str, Any]) -> str:
             ]
     lines += ["", "oldest requests in flight:" if oldest else "no requests in flight"]
     for age, pid, method, path, rid in sorted(oldest, reverse=True)[:10]:
-        lines.append(f"  {age:8.1f}s  worker {pid}  {method} {path}  ({rid})")
+        # Request data: escaped like the logs, so no terminal escape reaches the operator.
+        lines.append(
+            f"  {age:8.1f}s  worker {pid}  {escape(method)} {escape(path)}  ({escape(rid)})"
+        )
     return "\n".join(lines)
 
 
@@ -313,6 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wsgiserve: error: {error}", file=sys.stderr)
         return error.exit_code
     loader = functools.partial(load_app, resolved.app, factory=settings.factory)
+    pidfile = PidFile(settings.pidfile) if settings.pidfile else None
+    control: socket.socket | None = None
     try:
         prepare_process(settings.chdir, settings.pythonpath, settings.raw_env, settings.umask)
         tls.server_context(settings)  # a bad certificate fails here, not in every worker
@@ -321,12 +334,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wsgiserve: configuration OK; {resolved.app} loads", file=sys.stderr)
             return 0
         listeners = open_listeners(settings)
+        # Claimed before privileges are dropped (it often lives in a root-owned /run), and
+        # handed to the user the server becomes, so that it can remove it at the end.
+        if pidfile is not None:
+            pidfile.claim()
+            control = bind_control(pidfile.path)
         drop_privileges(
             settings.user,
             settings.group,
-            [item.url[5:] for item in listeners if item.url.startswith("unix:")],
+            [item.url[5:] for item in listeners if item.url.startswith("unix:")]
+            + ([pidfile.path, control_path(pidfile.path)] if pidfile is not None else []),
         )
     except StartupError as error:
+        if pidfile is not None:
+            pidfile.release()
         print(f"wsgiserve: error: {error}", file=sys.stderr)
         return error.exit_code
     reload_settings = None
@@ -336,7 +357,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return resolve(argv, parser).settings
 
     supervisor = Supervisor(
-        settings, listeners, loader, reload=reload_settings, hooks=resolved.hooks
+        settings,
+        listeners,
+        loader,
+        reload=reload_settings,
+        hooks=resolved.hooks,
+        pidfile=pidfile,
+        control_socket=control,
     )
     try:
         return supervisor.run()

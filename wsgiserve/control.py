@@ -27,6 +27,20 @@ def control_path(pidfile: str) -> str:
     return pidfile + ".ctl"
 
 
+def bind_control(pidfile: str) -> socket.socket:
+    """The control socket beside `pidfile`, bound and listening. Made by the command before
+    it drops privileges, as the pidfile is: both often live in a root-owned /run."""
+    path = control_path(pidfile)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    control.bind(path)
+    os.chmod(path, 0o600)  # the status shows request paths: owner only
+    control.listen(16)
+    control.setblocking(False)
+    return control
+
+
 class ControlListeners:
     def __init__(
         self,
@@ -34,20 +48,14 @@ class ControlListeners:
         metrics_bind: str | None,
         status: Callable[[], dict[str, Any]],
         metrics: Callable[[], str],
+        control: socket.socket | None = None,
     ) -> None:
         self._status = status
         self._metrics = metrics
-        self._control: socket.socket | None = None
+        self._control: socket.socket | None = control
         self._prometheus: socket.socket | None = None
-        if pidfile:
-            path = control_path(pidfile)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            self._control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self._control.bind(path)
-            os.chmod(path, 0o600)  # the status shows request paths: owner only
-            self._control.listen(16)
-            self._control.setblocking(False)
+        if control is None and pidfile:
+            self._control = bind_control(pidfile)
         if metrics_bind:
             listener = open_listener(metrics_bind, 64)
             self._prometheus = listener.sock

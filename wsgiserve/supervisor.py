@@ -20,6 +20,7 @@ import logging
 import os
 import select
 import signal
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from .config import Hooks
 from .control import ControlListeners
 from .listeners import Listener, close_listener
 from .metrics import add_counters, render
+from .pidfile import PidFile
 from .reload import start_watching
 from .roster import Roster, WorkerProcess, kill
 from .settings import Settings
@@ -81,6 +83,8 @@ class Supervisor:
     started: float = field(default_factory=time.time)
     last_reload: dict[str, Any] | None = None  # for `status`: when, and whether it took
     retired_counters: dict[str, Any] = field(default_factory=dict)  # of workers gone
+    pidfile: PidFile | None = None  # claimed by the command, or by run()
+    control_socket: socket.socket | None = None  # bound by the command, or by run()
     _roster: Roster = field(init=False)
 
     def __post_init__(self) -> None:
@@ -105,7 +109,11 @@ class Supervisor:
             log.info("Listening at: %s (%d)", listener.url, os.getpid())
         log.info("Using worker: event loop + %d threads", self.settings.threads)
         self._control = ControlListeners(
-            self.settings.pidfile, self.settings.metrics_bind, self.status, self.metrics
+            self.settings.pidfile,
+            self.settings.metrics_bind,
+            self.status,
+            self.metrics,
+            control=self.control_socket,
         )
         self._call_hook("when_ready", self)
         if self.settings.reload:
@@ -132,13 +140,21 @@ class Supervisor:
 
     def status(self) -> dict[str, Any]:
         workers = sorted(self.workers.values(), key=lambda w: w.started)
+        now = time.monotonic()
         return {
             "pid": os.getpid(),
             "version": __version__,
             "started": self.started,
             "target_workers": self.target,
             "workers": [
-                {**w.snapshot, "pid": w.pid, "booted": w.booted, "stopping": w.stopping}
+                {
+                    **w.snapshot,
+                    "pid": w.pid,
+                    "booted": w.booted,
+                    "stopping": w.stopping,
+                    # The row is the worker's last beat (once a second): say how old it is.
+                    "as_of": round(now - w.last_beat, 3),
+                }
                 for w in workers
             ],
             "restarts": dict(self.restarts),
@@ -383,14 +399,13 @@ class Supervisor:
     # -- pidfile -------------------------------------------------------------------------------
 
     def _write_pidfile(self) -> None:
-        if self.settings.pidfile:
-            with open(self.settings.pidfile, "w", encoding="ascii") as file:
-                file.write(f"{os.getpid()}\n")
+        if self.pidfile is None and self.settings.pidfile:  # else the command claimed it
+            self.pidfile = PidFile(self.settings.pidfile)
+            self.pidfile.claim()
 
     def _remove_pidfile(self) -> None:
-        if self.settings.pidfile:
-            with contextlib.suppress(OSError):
-                os.unlink(self.settings.pidfile)
+        if self.pidfile is not None:
+            self.pidfile.release()
 
 
 def _set_title(role: str, name: str | None) -> None:

@@ -6,6 +6,8 @@ import json
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.polling import eventually, wait_until
 
-from .support import ServerProcess, run_cli, start_server
+from .support import ServerProcess, run_cli, start_server, subprocess_env
 
 APP = "tests.integration.apps.plain_app:app"
 METRICS_AT = re.compile(r"Metrics at: (\S+/metrics)")
@@ -176,4 +178,41 @@ def test_summed_counters_never_go_down_when_workers_retire() -> None:
         text = wait_for_beats(server, url, lambda t: samples(t).get(key) == 25)
         assert samples(text)[("wsgiserve_request_duration_seconds_count", ())] == 25
     finally:
+        assert server.stop() == 0
+
+
+def test_status_escapes_request_data_and_ends_quietly_on_a_closed_pipe(tmp_path: Path) -> None:
+    pidfile = tmp_path / "server.pid"
+    server = start_server(APP, "-w", "1", "-p", str(pidfile))
+    # An escape sequence in the path: printed raw, it would recolour the operator's terminal.
+    slow = threading.Thread(
+        target=lambda: httpx.get(server.url + "/slow/%1b[31mred?s=4", timeout=10), daemon=True
+    )
+    try:
+        slow.start()
+        server.log.wait_for(re.compile("SLOW-REQUEST-STARTED"), timeout=10)
+
+        def listed() -> bool:
+            return "red" in run_cli("status", "-p", str(pidfile)).stdout
+
+        wait_until(listed, "the slow request in the status view")
+        text = run_cli("status", "-p", str(pidfile)).stdout
+        assert "\x1b" not in text
+        assert "/slow/\\x1b[31mred" in text
+        assert "as of" in text  # how old each worker's row is
+
+        # `wsgiserve status | head`: the reader goes away before the output is written.
+        reader_gone = subprocess.Popen(
+            [sys.executable, "-m", "wsgiserve", "status", "-p", str(pidfile), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=subprocess_env(),
+        )
+        assert reader_gone.stdout is not None
+        reader_gone.stdout.close()
+        _, errors = reader_gone.communicate(timeout=30)
+        assert reader_gone.returncode == 0, errors
+        assert b"Traceback" not in errors
+    finally:
+        slow.join(10)
         assert server.stop() == 0

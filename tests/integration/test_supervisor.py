@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
+import subprocess
+import sys
+import tempfile
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -446,3 +450,75 @@ def test_a_reload_whose_code_fails_to_import_keeps_the_old_workers(
     server.proc.send_signal(signal.SIGHUP)
     wait_until(lambda: not old & worker_pids(server), "the old workers to retire", WAIT)
     assert http.get("/").text.split()[0] == "v3"
+
+
+def test_a_second_instance_with_the_same_pidfile_refuses_to_start(
+    server_factory: StartServer, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "wsgiserve.pid"
+    server = server_factory(APP, "-w", "1", "-p", str(pidfile), *FAST, threads=2)
+    booted(server, 1)
+
+    second = run_cli(APP, "-b", "127.0.0.1:0", "-w", "1", "-p", str(pidfile), *FAST)
+
+    assert second.returncode == 1, second.stderr
+    assert f"already running as PID {server.pid}" in second.stderr
+    assert "Traceback" not in second.stderr
+    # The running server's pidfile and control socket are untouched.
+    assert pidfile.read_text().strip() == str(server.pid)
+    assert run_cli("status", "-p", str(pidfile)).returncode == 0
+
+
+def test_a_stale_pidfile_is_replaced_with_a_note(
+    server_factory: StartServer, tmp_path: Path
+) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    pidfile = tmp_path / "wsgiserve.pid"
+    pidfile.write_text(f"{gone.pid}\n")
+    server = server_factory(APP, "-w", "1", "-p", str(pidfile), *FAST, threads=2)
+    booted(server, 1)
+
+    assert pidfile.read_text().strip() == str(server.pid)
+    assert f"stale pidfile {pidfile}: PID {gone.pid} is not running" in server.log.text
+    assert server.stop(signal.SIGTERM) == 0
+    assert not pidfile.exists()
+
+
+def test_a_pidfile_that_cannot_be_written_is_a_message_not_a_traceback(tmp_path: Path) -> None:
+    result = run_cli(APP, "-b", "127.0.0.1:0", "-p", str(tmp_path / "missing" / "x.pid"))
+
+    assert result.returncode == 1, result.stderr
+    assert "cannot write the pidfile" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_a_pidfile_in_a_root_owned_directory_works_with_user_and_group(
+    server_factory: StartServer,
+) -> None:
+    # Like /run: root's, and not writable by the user the server becomes. (pytest's own
+    # temporary folders are root's 0700: that user could not even reach them.)
+    run = Path(tempfile.mkdtemp(prefix="wsgiserve-run-"))
+    try:
+        run.chmod(0o755)
+        pidfile = run / "wsgiserve.pid"
+        server = server_factory(
+            APP,
+            "-w",
+            "1",
+            "-u",
+            "nobody",
+            "-g",
+            "nogroup",
+            "-p",
+            str(pidfile),
+            *FAST,
+            threads=2,
+        )
+        booted(server, 1)
+        assert pidfile.read_text().strip() == str(server.pid)
+        assert server.stop(signal.SIGTERM) == 0, server.log.text
+        assert pidfile.read_text().strip() == ""  # emptied: the next start finds it stale
+    finally:
+        shutil.rmtree(run)

@@ -5,7 +5,8 @@ Routes (``PATH_INFO``):
 * ``/hello`` - a tiny fixed response with a Content-Length.
 * ``/count`` - reads ``wsgi.input`` in 64 KiB pieces and answers with the byte count.
 * ``/big?mb=N`` - N MiB as a generator of 64 KiB chunks, with a Content-Length.
-* ``/slow?s=F`` - announces itself on stderr, sleeps F seconds, then answers ``done``.
+* ``/slow?s=F`` (and ``/slow/anything``) - announces itself on stderr, sleeps F seconds,
+  then answers ``done``.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
             [("Content-Type", "application/octet-stream"), ("Content-Length", str(size))],
         )
         return _big(size)
-    if path == "/slow":
+    if path == "/slow" or path.startswith("/slow/"):
         print(SLOW_MARKER, file=sys.stderr, flush=True)
         time.sleep(float(_query(environ, "s", "1")))
         return _text(start_response, "200 OK", b"done")
