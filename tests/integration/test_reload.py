@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
@@ -31,5 +32,22 @@ def test_editing_the_app_restarts_the_workers_with_the_new_code(tmp_path: Path) 
         source.write_text(APP_SOURCE.format(version="two"))
         wait_until(lambda: fetch(server.url) == "two", "the restarted workers' new code", 15)
         assert "changed; restarting workers" in server.log.text
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_broken_edit_keeps_the_last_good_code_serving(tmp_path: Path) -> None:
+    # It used to exit on the first syntax error while the developer was still typing.
+    source = tmp_path / "reloadable.py"
+    source.write_text(APP_SOURCE.format(version="one"))
+    server = start_server("reloadable:app", "--reload", "--chdir", str(tmp_path))
+    try:
+        assert fetch(server.url) == "one"
+        source.write_text("def app(environ, start_response:\n")  # half-typed
+        server.log.wait_for(re.compile("Reload failed"), timeout=15)
+        assert server.proc.poll() is None
+        assert fetch(server.url) == "one"
+        source.write_text(APP_SOURCE.format(version="three"))
+        wait_until(lambda: fetch(server.url) == "three", "the fixed code", 15)
     finally:
         assert server.stop() == 0
