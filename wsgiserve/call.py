@@ -52,6 +52,8 @@ def run_app(app: App, exchange: Exchange) -> None:
         except ClientDisconnected:
             log.debug("client went away during %s", _describe(exchange))
             _close(result, exchange)
+            if response.started:  # an aborted response is still a line in the access log
+                _log_access(exchange, response)
             return
         except BaseException as error:  # SystemExit from an app is its error, not ours to obey
             _close(result, exchange)
@@ -104,6 +106,7 @@ def _fail(exchange: Exchange, response: Response, error: BaseException) -> None:
         log.error("error handling %s", _describe(exchange), exc_info=error)
         status, message = "500 Internal Server Error", "500 Internal Server Error\n"
     if response.head_sent:
+        _log_access(exchange, response)  # what went out, before the abort
         return  # run_app aborts: a cut stream must not pass for a whole one
     fallback = Response(exchange)
     status, headers, body = plain_error(status, message)

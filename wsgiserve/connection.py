@@ -80,6 +80,7 @@ class HttpConnection(asyncio.Protocol):
         "_pipeline",
         "_receiving",
         "_refusal",
+        "_refusal_environ",
         "_responded",
         "_sent",
         "_unparsed",
@@ -105,6 +106,7 @@ class HttpConnection(asyncio.Protocol):
         self._parser: RequestParser | None = None  # made once the addresses are known
         self._pipeline: collections.deque[Exchange] = collections.deque()  # parsed, waiting
         self._refusal: HTTPError | None = None  # answered after the pipeline, then close
+        self._refusal_environ: Environ | None = None
         self._receiving: Exchange | None = None  # whose message is arriving
         self._paused = 0
         self._unparsed = b""  # input held back while the pipeline is full
@@ -164,7 +166,7 @@ class HttpConnection(asyncio.Protocol):
                 self._pipeline.remove(receiving)
                 refusal = BadRequest("the request body was cut short")
                 refusal.head_request = receiving.head_request
-                self._refuse(refusal)
+                self._refuse(refusal, receiving.environ)
         if not self._unparsed:
             self._stop_reading()
         try:
@@ -299,7 +301,9 @@ class HttpConnection(asyncio.Protocol):
                 return
             if receiving in self._pipeline:
                 self._pipeline.remove(receiving)
-            elif self.reading is DRAINING:  # already answered: just go
+                self._refuse(error, receiving.environ)
+                return
+            if self.reading is DRAINING:  # already answered: just go
                 self._stop_reading()
                 self._close()
                 return
@@ -386,7 +390,7 @@ class HttpConnection(asyncio.Protocol):
                     self._receiving = None
                     refusal = ServiceUnavailable("too many requests in this worker")
                     refusal.head_request = exchange.head_request
-                    self._refuse(refusal)
+                    self._refuse(refusal, exchange.environ)
                     continue
                 if pool.in_flight >= pool.capacity and not pool.admit(self._admitted):
                     self._pause(PAUSED_POOL)
@@ -399,6 +403,7 @@ class HttpConnection(asyncio.Protocol):
                 answer, self._refusal = self._refusal, None
                 clock = self.context.clock
                 self._write(answer.response_bytes(clock.date_header, clock.server_header))
+                self._record(answer, self._refusal_environ)
                 self._close_lingering()
                 return
             else:
@@ -433,11 +438,29 @@ class HttpConnection(asyncio.Protocol):
         """True while a request is waiting for, or running in, the app."""
         return self.current is not None or bool(self._pipeline)
 
-    def _refuse(self, error: HTTPError) -> None:
-        """Answer `error` once the requests before it are answered, then close."""
+    def _refuse(self, error: HTTPError, environ: Environ | None = None) -> None:
+        """Answer `error` once the requests before it are answered, then close. `environ`:
+        the refused request's, when its head was read (for the access log)."""
         if self._refusal is None:
             self._refusal = error
+            self._refusal_environ = environ
         self._stop_reading()
+
+    def _record(self, error: HTTPError, environ: Environ | None) -> None:
+        """An answer the server made itself: an access-log line and a count by status."""
+        clock = self.context.clock
+        if clock.access_log is None and clock.stats is None:
+            return
+        if environ is None:
+            environ = self._parser.partial_environ() if self._parser is not None else {}
+        sent = 0 if error.head_request else len(error.body())
+        if clock.access_log is not None:
+            try:
+                clock.access_log(environ, error.status, [], sent, 0.0)
+            except Exception:
+                log.exception("could not write the access log")
+        if clock.stats is not None:
+            clock.stats.observe(environ.get("REQUEST_METHOD", "-"), error.status, 0.0, sent, 0)
 
     # -- request bodies ---------------------------------------------------------------------
 
@@ -676,7 +699,7 @@ class HttpConnection(asyncio.Protocol):
             return
         if receiving in self._pipeline:
             self._pipeline.remove(receiving)
-        self._refuse(RequestTimeout("the request body did not arrive in time"))
+        self._refuse(RequestTimeout("the request body did not arrive in time"), receiving.environ)
         self._dispatch()
 
     def idle_since(self) -> float | None:

@@ -19,10 +19,14 @@ class HTTPError(Exception):
         self.detail = detail or HTTPStatus(self.status).phrase
         self.head_request = False  # the refused request was a HEAD: no body (RFC 9110 §9.3.2)
 
+    def body(self) -> bytes:
+        """The plain-text body of the answer."""
+        return f"{self.status} {HTTPStatus(self.status).phrase}\n".encode("ascii")
+
     def response_bytes(self, date_line: bytes = b"", server_line: bytes = b"") -> bytes:
         """The complete HTTP/1.1 response for this error, ending with `Connection: close`."""
         phrase = HTTPStatus(self.status).phrase
-        body = f"{self.status} {phrase}\n".encode("ascii")
+        body = self.body()
         return (
             f"HTTP/1.1 {self.status} {phrase}\r\n".encode("ascii")
             + date_line

@@ -43,6 +43,9 @@ class _ErrorFormatter(logging.Formatter):
     def formatException(self, ei: Any) -> str:
         return super().formatException(ei).translate(_TRACEBACK_CONTROLS)
 
+    def formatStack(self, stack_info: str) -> str:
+        return stack_info.translate(_TRACEBACK_CONTROLS)  # a stack keeps its lines
+
 
 class _ReopenableFileHandler(logging.FileHandler):
     """A log file `reopen_files` can reopen at its path after logrotate moved it away."""

@@ -151,6 +151,16 @@ class RequestParser:
         self.stopped = False  # nothing more is parsed
         self.pause_after_head = False  # set by the sink: stop at the next head's end
 
+    def partial_environ(self) -> Environ:
+        """What is known of a request refused before its environ was built: the
+        connection's keys, and its method and target once read (for the access log)."""
+        environ = self._environ_base.copy()
+        if self._method:
+            environ["REQUEST_METHOD"] = self._method.decode("latin-1")
+        if self._url:
+            environ["RAW_URI"] = self._url[:1024].decode("latin-1")
+        return environ
+
     def stop(self) -> None:
         """Parse nothing more: what arrives from now on is dropped."""
         self.stopped = True
@@ -364,12 +374,13 @@ class RequestParser:
         http_error = self._error
         if http_error is None:
             http_error = BadRequest(str(error) or "malformed request")
-            if isinstance(error, httptools.HttpParserInvalidMethodError) and _METHOD_TOKEN.match(
-                piece.lstrip(b"\r\n")
-            ):
+            line = _METHOD_TOKEN.match(piece.lstrip(b"\r\n"))
+            if isinstance(error, httptools.HttpParserInvalidMethodError) and line:
                 # RFC 9110 §9.1: a well-formed but unknown method is "not implemented";
                 # anything else in its place is a malformed request line.
                 http_error = NotImplementedCoding("unknown method")
+                self._method, _, rest = line.group().partition(b" ")  # for the access log
+                self._url = rest.rpartition(b" ")[0]
         self._refuse(http_error, self._in_body)
 
     def _upgrade(self, rest: bytes) -> None:

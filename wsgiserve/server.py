@@ -342,15 +342,25 @@ def _report_if_slow(exchange: Exchange, threshold: float, flag: str) -> None:
     frame = sys._current_frames().get(thread_id)
     stack = "".join(traceback.format_stack(frame)) if frame is not None else "(thread gone)\n"
     environ = exchange.environ
-    log.warning(
+    # The stack goes in the record's stack_info, which the error log prints as ordinary
+    # lines (a message's newlines are escaped: request data must not forge log lines).
+    record = log.makeRecord(
+        log.name,
+        logging.WARNING,
+        __file__,
+        0,
         "request running for %.1f s (over %s %g; it waited %.1f s for a thread before): "
-        "%s %s (request id %s)\nits thread's stack:\n%s",
-        age,
-        flag,
-        threshold,
-        exchange.app_started - exchange.started_at,
-        environ["REQUEST_METHOD"],
-        environ["PATH_INFO"],
-        environ.get("wsgiserve.request_id", "-"),
-        stack.rstrip(),
+        "%s %s (request id %s); its thread's stack follows",
+        (
+            age,
+            flag,
+            threshold,
+            exchange.app_started - exchange.started_at,
+            environ["REQUEST_METHOD"],
+            environ["PATH_INFO"],
+            environ.get("wsgiserve.request_id", "-"),
+        ),
+        None,
+        sinfo="Stack of the request's thread:\n" + stack.rstrip(),
     )
+    log.handle(record)

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 import wsgiserve
+from wsgiserve import logs
 
 
 def id_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -49,9 +50,14 @@ def test_a_slow_request_is_reported_once_with_its_stack(caplog: pytest.LogCaptur
     with wsgiserve.background_server(slow_app, threads=2, slow_request_threshold=1) as server:
         response = httpx.get(server.url + "/report-me", timeout=10)
     assert response.status_code == 200
-    reports = [r.getMessage() for r in caplog.records if "its thread's stack" in r.getMessage()]
+    reports = [r for r in caplog.records if "its thread's stack" in r.getMessage()]
     assert len(reports) == 1
     (report,) = reports
-    assert "GET /report-me" in report
-    assert "--slow-request-threshold" in report
-    assert "deliberately_slow_handler" in report
+    assert "GET /report-me" in report.getMessage()
+    assert "--slow-request-threshold" in report.getMessage()
+    assert "deliberately_slow_handler" in (report.stack_info or "")
+    # In the error log the stack is ordinary lines, not one line of escaped newlines.
+    text = logs._ErrorFormatter(logs.ERROR_FORMAT).format(report)
+    assert "\\x0a" not in text
+    assert len(text.splitlines()) > 3
+    assert "deliberately_slow_handler" in text

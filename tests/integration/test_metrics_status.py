@@ -216,3 +216,65 @@ def test_status_escapes_request_data_and_ends_quietly_on_a_closed_pipe(tmp_path:
     finally:
         slow.join(10)
         assert server.stop() == 0
+
+
+def raw_answer(address: tuple[str, int], data: bytes) -> bytes:
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(data)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def test_server_made_answers_reach_the_access_log_and_the_metrics(tmp_path: Path) -> None:
+    # Refusals, 503s and aborts never reached either: 4 responses sent, 1 logged.
+    access = tmp_path / "access.log"
+    server = start_server(
+        APP,
+        "-w",
+        "1",
+        "--access-logfile",
+        str(access),
+        "--metrics-bind",
+        "127.0.0.1:0",
+        "--limit-request-line",
+        "100",
+    )
+    try:
+        url = metrics_url(server)
+        refusals = {
+            414: b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: t\r\n\r\n",
+            501: b"BREW /pot HTTP/1.1\r\nHost: t\r\n\r\n",
+            400: b"GET /no-host HTTP/1.1\r\n\r\n",
+        }
+        for status, data in refusals.items():
+            assert raw_answer(server.host_port, data).startswith(b"HTTP/1.1 %d " % status)
+        assert httpx.get(server.url + "/hello", timeout=5).status_code == 200
+
+        def logged() -> bool:
+            return access.exists() and len(access.read_text().splitlines()) >= 4
+
+        wait_until(logged, "four access-log lines")
+        lines = access.read_text().splitlines()
+        assert any('"BREW' in line and " 501 " in line for line in lines), lines
+        assert any('"GET /no-host' in line and " 400 " in line for line in lines), lines
+        assert any(" 414 " in line for line in lines), lines
+
+        def counted(text: str) -> bool:
+            found = samples(text)
+            four = sum(
+                v
+                for (n, labels), v in found.items()
+                if n == "wsgiserve_requests_total" and ("status", "4xx") in labels
+            )
+            five = sum(
+                v
+                for (n, labels), v in found.items()
+                if n == "wsgiserve_requests_total" and ("status", "5xx") in labels
+            )
+            return four == 2 and five == 1
+
+        wait_for_beats(server, url, counted)
+    finally:
+        assert server.stop() == 0

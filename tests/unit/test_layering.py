@@ -35,6 +35,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "logs",
         "reload",
         "control",
+        "pidfile",
         "demo",
     ),
     # The app-thread side and the hop: what a worker thread runs, and the pool.
