@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -20,6 +21,7 @@ import uvloop
 
 from . import logs
 from .call import App
+from .errors import StartupError
 from .listeners import Listener, close_listener, open_listener, systemd_listeners
 from .server import Server
 from .settings import Settings
@@ -27,12 +29,60 @@ from .settings import Settings
 log = logging.getLogger("wsgiserve.error")
 
 
+# Settings only the command's supervisor acts on: pre-forked workers and their recycling,
+# the pidfile and status socket, the metrics endpoint, switching user, loading the app by
+# name. serve() runs one process with the app it is given.
+SUPERVISOR_ONLY = (
+    "workers",
+    "metrics_bind",
+    "max_requests",
+    "max_requests_jitter",
+    "preload_app",
+    "pidfile",
+    "proc_name",
+    "umask",
+    "user",
+    "group",
+    "factory",
+    "reload",
+    "chdir",
+    "pythonpath",
+    "raw_env",
+)
+
+
 def settings_for(host: str, port: int, overrides: dict[str, Any]) -> Settings:
-    """Settings from `serve()`-style arguments: host and port unless `bind` is given."""
+    """Settings from `serve()`-style arguments: host and port unless `bind` is given.
+
+    Raises:
+        StartupError: a setting only the command can act on was given (never ignored).
+    """
     if "bind" not in overrides:
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         overrides = {**overrides, "bind": (address,)}
-    return Settings.from_mapping(overrides)
+    settings = Settings.from_mapping(overrides)
+    defaults = Settings()
+    unused = [
+        name for name in SUPERVISOR_ONLY if getattr(settings, name) != getattr(defaults, name)
+    ]
+    if unused:
+        flags = " ".join(_flag(name, getattr(settings, name)) for name in unused)
+        raise StartupError(
+            f"serve() runs one process and cannot act on {', '.join(unused)}: that needs the "
+            f"command's supervisor. Run the command instead, e.g. "
+            f"`wsgiserve yourmodule:app {flags}`."
+        )
+    return settings
+
+
+def _flag(name: str, value: Any) -> str:
+    field = next(f for f in dataclasses.fields(Settings) if f.name == name)
+    flag = str(field.metadata["flags"][-1])
+    if value is True:
+        return flag
+    if isinstance(value, tuple):
+        return " ".join(f"{flag} {item}" for item in value)
+    return f"{flag} {value}"
 
 
 def _configure_logs(settings: Settings) -> None:

@@ -51,6 +51,26 @@ def test_serve_refuses_unknown_settings_before_binding() -> None:
         wsgiserve.serve(plain_app, port=0, thread=4)
 
 
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"workers": 3}, "--workers 3"),
+        ({"pidfile": "/run/x.pid"}, "--pid /run/x.pid"),
+        ({"metrics_bind": "127.0.0.1:9100"}, "--metrics-bind 127.0.0.1:9100"),
+        ({"user": "nobody", "group": "nogroup"}, "--user nobody --group nogroup"),
+    ],
+)
+def test_serve_refuses_settings_only_the_command_acts_on(
+    settings: dict[str, Any], named: str
+) -> None:
+    # They used to be accepted and ignored: `user` included, as root.
+    with pytest.raises(wsgiserve.StartupError, match="needs the command's supervisor") as error:
+        wsgiserve.serve(plain_app, port=0, **settings)
+    assert named in str(error.value)
+    with pytest.raises(wsgiserve.StartupError), wsgiserve.background_server(plain_app, **settings):
+        pass
+
+
 def test_background_server_hands_back_a_listening_address() -> None:
     with wsgiserve.background_server(plain_app, threads=2) as server:
         assert server.port > 0
