@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-test
 RUNSTAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install run test test-tools lint bench-quick bench fuzz clean
+.PHONY: help install run test test-tools lint bench-quick bench fuzz clean dist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help:
@@ -15,6 +15,7 @@ help:
 	@echo "make lint         ruff (check and format) and mypy only"
 	@echo "make bench-quick  wsgiserve vs a do-nothing uvloop+httptools responder (needs 2 cores)"
 	@echo "make bench        wsgiserve vs gunicorn, waitress, granian and others (~15 min)"
+	@echo "make dist         build the sdist and the wheel (wsgiserve-server) into dist/"
 	@echo "make fuzz         fuzz the request parser against h11 for FUZZ_SECONDS (default 60)"
 
 $(BIN)/python:
@@ -61,7 +62,12 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_quick
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache
+
+# The distribution is `wsgiserve-server` (the index's `wsgiserve` is another project).
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
 
 # wsgiserve vs. other WSGI servers (wrk, peers in benchmarks/.venv-bench; ~15 min, needs 2 cores).
 # Narrow it: make bench SCENARIOS=hello,big SERVERS=wsgiserve,granian BENCH_ARGS="--rounds 2"
