@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the app in a bounded thread pool, pre-forked workers.",
         epilog="Example: wsgiserve myproject.wsgi:application -b 0.0.0.0:8000 -w 4 --threads 16. "
         "See what a running server does: wsgiserve status -p PIDFILE. "
-        "Precedence: command line > $WSGISERVE_CMD_ARGS > -c FILE > [tool.wsgiserve] in "
+        "Precedence: command line > $WSGISERVE_CMD_ARGS > $GUNICORN_CMD_ARGS > -c FILE "
+        "(default ./wsgiserve.conf.py or ./gunicorn.conf.py) > [tool.wsgiserve] in "
         "pyproject.toml > defaults.",
     )
     parser.add_argument(
@@ -149,18 +150,28 @@ def resolve(argv: Sequence[str] | None, parser: argparse.ArgumentParser) -> Reso
     """Merge every configuration source into one `Settings` (see the module docstring)."""
     cli = vars(parser.parse_args(argv))
     env = vars(parser.parse_args(config.env_args()))
-    _check_compat(cli, parser)
-    _check_compat(env, parser)
+    gunicorn_env = vars(parser.parse_args(config.env_args("GUNICORN_CMD_ARGS")))
+    for layer in (cli, env, gunicorn_env):
+        _check_compat(layer, parser)
     values: dict[str, Any] = {}
-    directory = cli.get("chdir") or env.get("chdir") or os.getcwd()
+    directory = cli.get("chdir") or env.get("chdir") or gunicorn_env.get("chdir") or os.getcwd()
     values.update(config.load_pyproject(directory))
     hooks = config.Hooks()
-    config_file = cli.get("config") or env.get("config")
+    config_file = cli.get("config") or env.get("config") or gunicorn_env.get("config")
+    if not config_file:
+        # gunicorn loads ./gunicorn.conf.py without being asked: a renamed command must too.
+        config_file = config.default_config_file(os.getcwd())
+        if config_file:
+            print(f"wsgiserve: using the config file {config_file}", file=sys.stderr)
+            cli["config"] = config_file  # a HUP reads it again
     if config_file:
         from_file, hooks = config.load_python_file(config_file)
         values.update(from_file)
-    for layer in (env, cli):
+    for layer in (gunicorn_env, env, cli):
         values.update({k: v for k, v in layer.items() if k in SETTING_NAMES})
+    if "bind" not in values and os.environ.get("PORT", "").isdigit():
+        # A PaaS (Heroku, Cloud Run, Render) says where to listen in $PORT, as gunicorn reads.
+        values["bind"] = (f"0.0.0.0:{os.environ['PORT']}",)
     if "workers" not in values and os.environ.get("WEB_CONCURRENCY", "").isdigit():
         values["workers"] = int(os.environ["WEB_CONCURRENCY"])
     if "forwarded_allow_ips" not in values and os.environ.get("FORWARDED_ALLOW_IPS"):

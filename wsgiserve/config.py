@@ -1,9 +1,10 @@
 """Configuration sources below the command line: a gunicorn-style Python file,
-`[tool.wsgiserve]` in pyproject.toml, and `WSGISERVE_CMD_ARGS`.
+`[tool.wsgiserve]` in pyproject.toml, `WSGISERVE_CMD_ARGS` and gunicorn's `GUNICORN_CMD_ARGS`.
 
-Precedence (highest first): command line > WSGISERVE_CMD_ARGS > config file >
-pyproject.toml > defaults. Every source yields a plain dict of setting names;
-`cli.py` merges them and builds one `Settings`.
+Precedence (highest first): command line > WSGISERVE_CMD_ARGS > GUNICORN_CMD_ARGS > config
+file (-c, else ./wsgiserve.conf.py or ./gunicorn.conf.py) > pyproject.toml > defaults.
+Every source yields a plain dict of setting names; `cli.py` merges them and builds one
+`Settings`.
 """
 
 from __future__ import annotations
@@ -153,8 +154,22 @@ def load_pyproject(directory: str) -> dict[str, Any]:
     return normalise(table, f"{file} [tool.wsgiserve]")
 
 
-def env_args() -> list[str]:
-    """The arguments in WSGISERVE_CMD_ARGS, split like a shell would."""
+def env_args(name: str = "WSGISERVE_CMD_ARGS") -> list[str]:
+    """The arguments in the environment variable `name` (WSGISERVE_CMD_ARGS, or gunicorn's
+    GUNICORN_CMD_ARGS below it), split like a shell would."""
     import shlex
 
-    return shlex.split(os.environ.get("WSGISERVE_CMD_ARGS", ""))
+    return shlex.split(os.environ.get(name, ""))
+
+
+# Looked for in the current directory when no -c is given: ours, then gunicorn's default.
+DEFAULT_CONFIG_FILES = ("wsgiserve.conf.py", "gunicorn.conf.py")
+
+
+def default_config_file(directory: str) -> str | None:
+    """The config file gunicorn would load without -c (./gunicorn.conf.py), or ours."""
+    for name in DEFAULT_CONFIG_FILES:
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            return path
+    return None

@@ -52,7 +52,7 @@ Launch = Callable[..., ServerProcess]
 def clean_env(**extra: str) -> dict[str, str]:
     """The server environment without the variables these tests set themselves."""
     env = subprocess_env()
-    for name in ("WSGISERVE_CMD_ARGS", "WEB_CONCURRENCY"):
+    for name in ("WSGISERVE_CMD_ARGS", "GUNICORN_CMD_ARGS", "WEB_CONCURRENCY", "PORT"):
         env.pop(name, None)
     env.update(extra)
     return env
@@ -433,3 +433,35 @@ def test_chdir_and_pythonpath_load_an_app_from_elsewhere(
     assert os.path.realpath(cwd) == os.path.realpath(site)
     assert value == "from-pythonpath"
     assert data == "relative-file"
+
+
+def test_gunicorn_conf_py_in_the_current_directory_is_loaded_without_c(tmp_path: Path) -> None:
+    # gunicorn loads ./gunicorn.conf.py by itself; after the rename it was silently dropped.
+    (tmp_path / "gunicorn.conf.py").write_text("workers = 3\nthreads = 5\n")
+    env = clean_env()
+    result = run_in(tmp_path, APP, "--print-config", env=env)
+    assert result.returncode == 0, result.stderr
+    resolved = json.loads(result.stdout)
+    assert (resolved["workers"], resolved["threads"]) == (3, 5)
+    assert "gunicorn.conf.py" in result.stderr  # says which file it used
+
+
+def test_gunicorn_cmd_args_are_read_below_wsgiserve_cmd_args(tmp_path: Path) -> None:
+    gunicorn_only = print_config(tmp_path, APP, env=clean_env(GUNICORN_CMD_ARGS="-w 5 --threads 3"))
+    assert (gunicorn_only["workers"], gunicorn_only["threads"]) == (5, 3)
+    both = print_config(
+        tmp_path,
+        APP,
+        env=clean_env(
+            GUNICORN_CMD_ARGS="-w 5 -b 127.0.0.1:7001", WSGISERVE_CMD_ARGS="-w 2 -b 127.0.0.1:7002"
+        ),
+    )
+    assert both["workers"] == 2
+    assert both["bind"] == ["127.0.0.1:7002"]  # replaced, not added to
+
+
+def test_port_binds_every_interface_when_no_bind_is_given(tmp_path: Path) -> None:
+    # A PaaS container says where to listen in $PORT; listening on loopback only serves nobody.
+    assert print_config(tmp_path, APP, env=clean_env(PORT="8123"))["bind"] == ["0.0.0.0:8123"]
+    given = print_config(tmp_path, APP, "-b", "127.0.0.1:9000", env=clean_env(PORT="8123"))
+    assert given["bind"] == ["127.0.0.1:9000"]
