@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from . import accesslog, config, logs, tls
 from .accesslog import escape
@@ -24,7 +24,7 @@ from .control import bind_control, control_path, query_status
 from .errors import StartupError
 from .pidfile import PidFile
 from .serving import open_listeners
-from .settings import Settings, setting_fields
+from .settings import Settings, convert, setting_fields
 from .supervisor import Supervisor
 from .version import __version__
 
@@ -45,7 +45,7 @@ WORKER_CLASSES_OK = {"sync", "gthread", "uvicorn.workers.UvicornWorker"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="wsgiserve",
         description="Serve a WSGI app: uvloop + httptools on the event loop, "
         "the app in a bounded thread pool, pre-forked workers.",
@@ -121,13 +121,28 @@ def build_parser() -> argparse.ArgumentParser:
             kwargs["action"] = "store_true"
             del kwargs["metavar"]
         elif field.name == "umask":
-            kwargs["type"] = functools.partial(int, base=0)  # 0o007, 0x7 or 7
+            kwargs["type"] = _umask
         elif field.type in ("int", int):
             kwargs["type"] = int
         elif field.type in ("float", float):
             kwargs["type"] = float
         parser.add_argument(*meta["flags"], **kwargs)
     return parser
+
+
+def _umask(text: str) -> int:
+    try:
+        value: int = convert("umask", text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """A flag error is one line and a hint, not the usage block before it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\nSee `{self.prog} --help` for the options.\n")
 
 
 SETTING_NAMES = {field.name for field in dataclasses.fields(Settings)}

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StartupError
-from .settings import Settings
+from .settings import Settings, convert
 
 log = logging.getLogger("wsgiserve.error")
 
@@ -97,7 +97,10 @@ def normalise(values: dict[str, Any], source: str) -> dict[str, Any]:
             raise StartupError(f"{source}: unknown setting {raw_name!r}")
         if name in ("bind", "raw_env") and isinstance(value, str):
             value = (value,)
-        result[name] = value
+        try:
+            result[name] = convert(name, value)
+        except ValueError as error:
+            raise StartupError(f"{source}: {error}") from None
     return result
 
 

@@ -424,6 +424,40 @@ class Settings:
         return cls(**values)
 
 
+_TRUE = frozenset({"true", "1", "yes", "on", "y", "t"})
+_FALSE = frozenset({"false", "0", "no", "off", "n", "f", ""})
+
+
+def convert(name: str, value: Any) -> Any:
+    """A setting given as text (a config file, an environment variable, a flag), converted
+    as gunicorn converts it: `workers = os.getenv("WEB_CONCURRENCY", "4")` is 4. Values
+    that are not text pass through; raises `ValueError` naming the setting and the value.
+    """
+    if not isinstance(value, str):
+        return value
+    kind = next((f.type for f in dataclasses.fields(Settings) if f.name == name), None)
+    text = value.strip()
+    try:
+        if name == "umask":
+            # A umask is octal by custom: "007" and "0o007" are 7, "18" is 18.
+            return int(text, 8) if text[:1] == "0" and text.isdigit() else int(text, 0)
+        if kind in ("int", int):
+            return int(text, 0) if text[:2].lower() in ("0x", "0o", "0b") else int(text)
+        if kind in ("float", float):
+            return float(text)
+        if kind in ("bool", bool):
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+            raise ValueError(text)
+    except ValueError:
+        expected = {"int": "a whole number", "float": "a number", "bool": "true or false"}
+        what = "an octal umask such as 022" if name == "umask" else expected.get(str(kind), kind)
+        raise ValueError(f"{name}: {value!r} is not {what}") from None
+    return value
+
+
 def setting_fields() -> tuple[dataclasses.Field[Any], ...]:
     """The dataclass fields of `Settings`, in declaration order (for the CLI and docs)."""
     return dataclasses.fields(Settings)

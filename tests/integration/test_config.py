@@ -465,3 +465,51 @@ def test_port_binds_every_interface_when_no_bind_is_given(tmp_path: Path) -> Non
     assert print_config(tmp_path, APP, env=clean_env(PORT="8123"))["bind"] == ["0.0.0.0:8123"]
     given = print_config(tmp_path, APP, "-b", "127.0.0.1:9000", env=clean_env(PORT="8123"))
     assert given["bind"] == ["127.0.0.1:9000"]
+
+
+def test_numbers_given_as_strings_convert_as_gunicorn_converts_them(tmp_path: Path) -> None:
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(
+        "import os\n"
+        'workers = os.getenv("WEB_CONCURRENCY", "4")\n'
+        'timeout = "60"\n'
+        'preload_app = "true"\n'
+        'umask = "007"\n'
+    )
+    resolved = print_config(tmp_path, APP, "-c", str(conf))
+    assert (resolved["workers"], resolved["timeout"]) == (4, 60.0)
+    assert (resolved["preload_app"], resolved["umask"]) == (True, 7)
+
+
+def test_a_value_that_is_no_number_is_named_with_the_setting(tmp_path: Path) -> None:
+    conf = tmp_path / "bad.conf.py"
+    conf.write_text('workers = "four"\n')
+    result = run_in(tmp_path, APP, "-c", str(conf), "--print-config")
+    assert result.returncode == 1
+    assert "workers: 'four' is not a whole number" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("given", "umask"), [("007", 7), ("0o22", 18), ("18", 18)])
+def test_umask_flags_read_as_octal_where_written_so(tmp_path: Path, given: str, umask: int) -> None:
+    assert print_config(tmp_path, APP, "--umask", given)["umask"] == umask
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--bogus",), "unrecognized arguments: --bogus"),
+        (("--umask", "nine"), "umask: 'nine' is not an octal umask such as 022"),
+        (("--threads", "many"), "invalid int value: 'many'"),
+    ],
+)
+def test_a_flag_error_is_one_line_and_a_hint_not_the_usage(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    result = run_in(tmp_path, APP, *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("wsgiserve: error: ")
+    assert message in lines[0]
+    assert lines[1:] == ["See `wsgiserve --help` for the options."]
+    assert "usage:" not in result.stderr
