@@ -22,6 +22,7 @@ from .accesslog import escape
 from .appload import drop_privileges, load_app, prepare_process
 from .control import bind_control, control_path, query_status
 from .errors import StartupError
+from .listeners import parse_bind
 from .pidfile import PidFile
 from .serving import open_listeners
 from .settings import Settings, convert, setting_fields
@@ -356,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prepare_process(settings.chdir, settings.pythonpath, settings.raw_env, settings.umask)
         tls.server_context(settings)  # a bad certificate fails here, not in every worker
         if resolved.actions.get("check_config"):
+            for spec in settings.bind:  # a bind that cannot work fails the check too
+                parse_bind(spec)
             loader()
             print(f"wsgiserve: configuration OK; {resolved.app} loads", file=sys.stderr)
             return 0

@@ -38,6 +38,17 @@ def parse_bind(spec: str) -> tuple[str, str | int]:
             return "fd", int(spec[5:])
         except ValueError:
             raise StartupError(f"bind {spec!r}: fd:// needs a file descriptor number") from None
+    if spec.startswith("tcp://"):  # gunicorn's spelling of a TCP bind
+        spec = spec[6:]
+    scheme, sep, rest = spec.partition("://")
+    if sep:
+        where = rest.split("/", 1)[0] or "127.0.0.1:8000"
+        raise StartupError(
+            f"bind {scheme}://{rest!r}: a bind is HOST:PORT, not a URL. Use -b {where}"
+            + (" and --certfile/--keyfile for HTTPS." if scheme == "https" else ".")
+        )
+    if spec.isdigit():  # a bare port, as gunicorn reads it; loopback like the default bind
+        spec = f"127.0.0.1:{spec}"
     if spec.startswith("["):
         host, sep, rest = spec[1:].partition("]")
         if not sep or (rest and not rest.startswith(":")):

@@ -513,3 +513,11 @@ def test_a_flag_error_is_one_line_and_a_hint_not_the_usage(
     assert message in lines[0]
     assert lines[1:] == ["See `wsgiserve --help` for the options."]
     assert "usage:" not in result.stderr
+
+
+def test_check_config_fails_on_a_bind_that_cannot_work(tmp_path: Path) -> None:
+    # --check-config said OK, then the start failed on the bind.
+    result = run_in(tmp_path, APP, "-b", "http://127.0.0.1:8020", "--check-config")
+    assert result.returncode == 1
+    assert "a bind is HOST:PORT, not a URL. Use -b 127.0.0.1:8020." in result.stderr
+    assert print_config(tmp_path, APP, "-b", "8020")["bind"] == ["8020"]  # read as a port
