@@ -9,7 +9,7 @@ import sys
 import traceback
 from typing import Any
 
-from .errors import AppLoadError
+from .errors import AppLoadError, StartupError
 
 
 def load_app(spec: str, chdir: str | None = None, factory: bool = False) -> Any:
@@ -28,6 +28,14 @@ def load_app(spec: str, chdir: str | None = None, factory: bool = False) -> Any:
     module_name, _, expression = spec.partition(":")
     if not module_name:
         raise AppLoadError(f"{spec!r} is not an app: expected MODULE:APP, like myproject.wsgi:app")
+    if module_name.endswith(".py") or "/" in module_name:
+        # `wsgiserve ./hello.py` names a file; the app is named by its module.
+        dotted = module_name.removesuffix(".py").strip("./").replace("/", ".")
+        raise AppLoadError(
+            f"{spec!r} is a file path; name the module and the app instead, like "
+            f"{dotted}:{expression or 'app'} (run from the directory that holds it, or add "
+            "--chdir)"
+        )
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
@@ -68,7 +76,7 @@ def prepare_process(
         try:
             os.chdir(chdir)
         except OSError as error:
-            raise AppLoadError(f"--chdir {chdir}: {error.strerror}") from None
+            raise StartupError(f"--chdir {chdir}: {error.strerror}") from None
     for path in reversed([p.strip() for p in (pythonpath or "").split(",") if p.strip()]):
         sys.path.insert(0, os.path.abspath(path))
     for item in raw_env:
@@ -130,6 +138,24 @@ def drop_privileges(user: str | None, group: str | None, unix_paths: list[str]) 
     """--user/--group: switch identity after binding (unix socket files change owner too)."""
     if not user and not group:
         return
+    uid, gid = identity(user, group)
+    try:
+        for path in unix_paths:
+            os.chown(path, uid, gid)
+
+        if gid >= 0:
+            os.setgroups([gid])
+            os.setgid(gid)
+        if uid >= 0:
+            os.setuid(uid)
+    except PermissionError:
+        raise StartupError(
+            "--user/--group: changing identity needs root; start as root, or leave them out"
+        ) from None
+
+
+def identity(user: str | None, group: str | None) -> tuple[int, int]:
+    """The uid and gid that --user/--group name (-1: unchanged); raises `StartupError`."""
     import grp
     import pwd
 
@@ -145,14 +171,5 @@ def drop_privileges(user: str | None, group: str | None, unix_paths: list[str]) 
             else -1
         )
     except KeyError as error:
-        raise AppLoadError(f"--user/--group: no such user or group {error}") from None
-    try:
-        for path in unix_paths:
-            os.chown(path, uid, gid)
-        if gid >= 0:
-            os.setgroups([gid])
-            os.setgid(gid)
-        if uid >= 0:
-            os.setuid(uid)
-    except PermissionError:
-        raise AppLoadError("--user/--group: changing identity needs root") from None
+        raise StartupError(f"--user/--group: no such user or group {error}") from None
+    return uid, gid

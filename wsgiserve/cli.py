@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 from . import accesslog, config, logs, tls
 from .accesslog import escape
-from .appload import drop_privileges, load_app, prepare_process
+from .appload import drop_privileges, identity, load_app, prepare_process
 from .control import bind_control, control_path, query_status
 from .errors import StartupError
 from .listeners import parse_bind
@@ -359,6 +359,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if resolved.actions.get("check_config"):
             for spec in settings.bind:  # a bind that cannot work fails the check too
                 parse_bind(spec)
+            if settings.user or settings.group:
+                identity(settings.user, settings.group)
+            if pidfile is not None:
+                pidfile.check()
             loader()
             print(f"wsgiserve: configuration OK; {resolved.app} loads", file=sys.stderr)
             return 0

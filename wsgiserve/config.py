@@ -109,6 +109,15 @@ def load_python_file(path: str) -> tuple[dict[str, Any], Hooks]:
     file = Path(path)
     if not file.is_file():
         raise StartupError(f"config file {path!r} not found")
+    if file.suffix != ".py":
+        hint = (
+            " [tool.wsgiserve] in pyproject.toml is read by itself: drop -c."
+            if file.name == "pyproject.toml"
+            else ""
+        )
+        raise StartupError(
+            f"config file {path}: -c takes a Python file like gunicorn.conf.py.{hint}"
+        )
     namespace: dict[str, Any] = {"__file__": str(file), "__name__": "__config__"}
     try:
         code = compile(file.read_bytes(), str(file), "exec")

@@ -49,6 +49,15 @@ class PidFile:
     def __init__(self, path: str) -> None:
         self.path = path
 
+    def check(self) -> None:
+        """For --check-config: raise `StartupError` if `claim` could not write here."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise StartupError(
+                f"cannot write the pidfile {self.path}: its directory does not exist. Create "
+                "it first, owned by the user the server runs as (systemd: RuntimeDirectory=)."
+            )
+
     def claim(self) -> None:
         """Write our pid; raise `StartupError` if a running server holds the file."""
         pid = read_pid(self.path)

@@ -22,7 +22,12 @@ def server_context(settings: Settings) -> ssl.SSLContext | None:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(settings.certfile, settings.keyfile)
-    except (OSError, ssl.SSLError) as error:
+    except OSError as error:
+        if isinstance(error, ssl.SSLError) and not settings.keyfile:
+            raise StartupError(
+                f"--certfile {settings.certfile}: no private key in it. Give the key with "
+                "--keyfile (or put the key in the same PEM file)."
+            ) from None
         raise StartupError(f"cannot load --certfile/--keyfile: {error}") from None
     # gunicorn's numbering: 0 = CERT_NONE, 1 = CERT_OPTIONAL, 2 = CERT_REQUIRED
     context.verify_mode = ssl.VerifyMode(settings.cert_reqs)
