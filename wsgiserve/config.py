@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,7 @@ def normalise(values: dict[str, Any], source: str) -> dict[str, Any]:
             log.warning("%s: %s is ignored%s", source, name, f" ({reason})" if reason else "")
             continue
         if name not in SETTING_NAMES:
-            raise StartupError(f"{source}: unknown setting {raw_name!r}")
+            raise StartupError(f"{source}: {_unknown(raw_name)}")
         if name in ("bind", "raw_env") and isinstance(value, str):
             value = (value,)
         try:
@@ -134,13 +134,17 @@ def load_python_file(path: str) -> tuple[dict[str, Any], Hooks]:
                 raise StartupError(f"config file {path}: hook {name} is not callable")
             hooks[name] = value
         elif callable(value) or type(value).__name__ == "module":
+            hook = _close_to(name, HOOKS)
+            if hook and getattr(value, "__module__", None) == "__config__":
+                # A function of the file named almost like a hook would never be called.
+                raise StartupError(f"config file {path}: {name} is no hook; did you mean {hook}?")
             continue  # helpers and imports the file uses for itself
         else:
             key = ALIASES.get(name, name)
             if key in SETTING_NAMES or key in IGNORED:
                 settings[name] = value
             else:
-                raise StartupError(f"config file {path}: unknown setting {name!r}")
+                raise StartupError(f"config file {path}: {_unknown(name)}")
     return normalise(settings, f"config file {path}"), Hooks(**hooks)
 
 
@@ -185,3 +189,16 @@ def default_config_file(directory: str) -> str | None:
         if os.path.isfile(path):
             return path
     return None
+
+
+def _close_to(name: str, known: Iterable[str]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(name, list(known), n=1, cutoff=0.8)
+    return found[0] if found else None
+
+
+def _unknown(name: str) -> str:
+    """ "unknown setting 'x'", with the nearest real name when there is one."""
+    guess = _close_to(name.replace("-", "_"), [*SETTING_NAMES, *ALIASES, *HOOKS])
+    return f"unknown setting {name!r}" + (f"; did you mean {guess}?" if guess else "")

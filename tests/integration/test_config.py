@@ -521,3 +521,27 @@ def test_check_config_fails_on_a_bind_that_cannot_work(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "a bind is HOST:PORT, not a URL. Use -b 127.0.0.1:8020." in result.stderr
     assert print_config(tmp_path, APP, "-b", "8020")["bind"] == ["8020"]  # read as a port
+
+
+@pytest.mark.parametrize(
+    ("conf", "says"),
+    [
+        ("workerz = 3\n", "unknown setting 'workerz'; did you mean workers?"),
+        (
+            "def post_forkk(server, worker):\n    pass\n",
+            "post_forkk is no hook; did you mean post_fork?",
+        ),
+        ("def helper():\n    return 3\nworkers = helper()\n", None),  # a helper is fine
+    ],
+)
+def test_a_misspelled_setting_or_hook_gets_a_did_you_mean(
+    tmp_path: Path, conf: str, says: str | None
+) -> None:
+    path = tmp_path / "conf.py"
+    path.write_text(conf)
+    result = run_in(tmp_path, APP, "-c", str(path), "--print-config")
+    if says is None:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode == 1
+        assert says in result.stderr
