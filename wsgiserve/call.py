@@ -140,7 +140,7 @@ def _log_access(exchange: Exchange, response: Response) -> None:
             getattr(exchange.body, "received", 0),
         )
     if clock.post_request is not None:
-        view = HookResponse(response.code, response.app_headers, response.sent)
+        view = HookResponse(response.status, response.code, response.app_headers, response.sent)
         _hook(
             clock.post_request,
             clock.hook_worker,
@@ -169,9 +169,9 @@ class HookRequest:
 class HookResponse:
     """What a `post_request` hook sees as `resp`."""
 
-    def __init__(self, status: int, headers: list[tuple[str, str]], sent: int) -> None:
-        self.status_code = status
-        self.status = str(status)
+    def __init__(self, status: str, code: int, headers: list[tuple[str, str]], sent: int) -> None:
+        self.status_code = code
+        self.status = status  # "200 OK", as gunicorn's resp.status
         self.headers = headers
         self.sent = sent
 

@@ -138,6 +138,11 @@ class Response:
     def code(self) -> int:
         return self._code
 
+    @property
+    def status(self) -> str:
+        """The status line's "200 OK" part."""
+        return self._status_line[9:-2].decode("latin-1")
+
     # -- PEP 3333 ----------------------------------------------------------------------
 
     def start_response(

@@ -166,7 +166,8 @@ def pre_request(worker, req):
 
 
 def post_request(worker, req, environ, resp):
-    _mark("requests.txt", f"post_request {{worker.pid}} {{req.path}} {{resp.status_code}}")
+    _mark("requests.txt", f"post_request {{worker.pid}} {{req.path}} {{resp.status_code}} "
+          f"{{resp.status}}")
 
 
 def worker_exit(server, worker):
@@ -216,7 +217,7 @@ def test_conf_file_runs_the_server_and_its_hooks(
         assert get(server, f"/hello?n={index}").status_code == 200
 
     pre = wait_for_lines(marks / "requests.txt", r"^pre_request \d+ GET /hello$", 5)
-    post = wait_for_lines(marks / "requests.txt", r"^post_request \d+ /hello 200$", 5)
+    post = wait_for_lines(marks / "requests.txt", r"^post_request \d+ /hello 200 200 OK$", 5)
     assert len(pre) == len(post) == 5
     assert {int(line.split()[1]) for line in pre} <= workers
     logged = wait_for_lines(tmp_path / "access.log", r"GET /hello\?n=\d", 5)
