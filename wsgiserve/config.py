@@ -61,6 +61,9 @@ HOOKS = (
     "pre_fork",
     "worker_int",
     "worker_abort",
+    "post_worker_init",
+    "child_exit",
+    "nworkers_changed",
 )
 
 
@@ -77,6 +80,9 @@ class Hooks:
     worker_exit: Callable[..., Any] | None = None
     worker_int: Callable[..., Any] | None = None
     worker_abort: Callable[..., Any] | None = None
+    post_worker_init: Callable[..., Any] | None = None
+    child_exit: Callable[..., Any] | None = None
+    nworkers_changed: Callable[..., Any] | None = None
     on_reload: Callable[..., Any] | None = None
     on_exit: Callable[..., Any] | None = None
 

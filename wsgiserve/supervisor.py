@@ -253,11 +253,10 @@ class Supervisor:
             log.info("Handling signal: HUP (reload)")
             self._reload()
         elif signum == signal.SIGTTIN:
-            self.target += 1
+            self._set_target(self.target + 1)
             log.info("Handling signal: TTIN: %d worker(s)", self.target)
         elif signum == signal.SIGTTOU:
-            if self.target > 1:
-                self.target -= 1
+            self._set_target(max(1, self.target - 1))
             log.info("Handling signal: TTOU: %d worker(s)", self.target)
         elif signum == signal.SIGUSR1:
             log.info("Handling signal: USR1 (reopen log files)")
@@ -270,7 +269,7 @@ class Supervisor:
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         os.set_blocking(write_fd, False)
-        self._call_hook("pre_fork", self, None)
+        self._call_hook("pre_fork", self, _Booting(len(self.workers), log))
         pid = os.fork()
         if pid == 0:  # the child
             os.close(read_fd)
@@ -305,6 +304,7 @@ class Supervisor:
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue
+            self._call_hook("child_exit", self, worker)
             os.close(worker.heartbeat_fd)
             counters = worker.snapshot.get("metrics")
             if counters:  # summed counters must not go down when a worker leaves
@@ -367,9 +367,14 @@ class Supervisor:
                 log.error("Reload failed, keeping the running configuration: %s", error)
                 return
         self._call_hook("on_reload", self)
-        self.target = self.settings.workers
+        self._set_target(self.settings.workers)
         self.generation += 1  # new workers start now; the old ones retire once they beat
         self.last_reload = {"ok": True, "at": time.time()}
+
+    def _set_target(self, count: int) -> None:
+        old, self.target = self.target, count
+        if count != old:
+            self._call_hook("nworkers_changed", self, count, old)
 
     def _reload_failed(self, worker: WorkerProcess) -> bool:
         """A worker of a reload could not load the app while the previous workers still
@@ -406,6 +411,15 @@ class Supervisor:
     def _remove_pidfile(self) -> None:
         if self.pidfile is not None:
             self.pidfile.release()
+
+
+@dataclass
+class _Booting:
+    """What `pre_fork` receives as `worker`, before there is a process (gunicorn's names)."""
+
+    age: int
+    log: logging.Logger
+    pid: str = "[booting]"
 
 
 def _set_title(role: str, name: str | None) -> None:

@@ -104,6 +104,8 @@ def _serve(
     except AppLoadError as error:
         log.error("worker %d cannot load the app: %s", os.getpid(), error)
         return EXIT_APP_LOAD_ERROR
+    if hooks.post_worker_init is not None:
+        _call(hooks.post_worker_init, info)
     limit = settings.max_requests
     if limit and settings.max_requests_jitter:
         limit += random.randint(0, settings.max_requests_jitter)
@@ -126,8 +128,8 @@ def _serve(
         loop.add_signal_handler(signal.SIGTERM, server.request_shutdown)
         # A terminal's Ctrl-C reaches the workers too: drain like TERM; a second one, or
         # QUIT, stops now.
-        loop.add_signal_handler(signal.SIGINT, _interrupt, server)
-        loop.add_signal_handler(signal.SIGQUIT, _stop_now)
+        loop.add_signal_handler(signal.SIGINT, _interrupt, server, hooks, info)
+        loop.add_signal_handler(signal.SIGQUIT, _quit, hooks, info)
         loop.add_signal_handler(signal.SIGUSR1, logs.reopen_files)
         # Beat well inside --timeout, so that a healthy loop is never taken for a stuck one.
         interval = min(1.0, settings.timeout / 4) if settings.timeout else 1.0
@@ -164,10 +166,18 @@ def _recycle(server: Server) -> None:
     server.request_shutdown()
 
 
-def _interrupt(server: Server) -> None:
+def _interrupt(server: Server, hooks: Hooks, info: WorkerInfo) -> None:
+    if hooks.worker_int is not None:
+        _call(hooks.worker_int, info)
     if server.stop_requested:
         _stop_now()
     server.request_shutdown()
+
+
+def _quit(hooks: Hooks, info: WorkerInfo) -> None:
+    if hooks.worker_int is not None:
+        _call(hooks.worker_int, info)
+    _stop_now()
 
 
 def _stop_now() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -546,3 +547,65 @@ def test_a_misspelled_setting_or_hook_gets_a_did_you_mean(
     else:
         assert result.returncode == 1
         assert says in result.stderr
+
+
+MORE_HOOKS = """\
+import os
+
+bind = "127.0.0.1:0"
+workers = 1
+threads = 2
+graceful_timeout = 5
+MARKS = {marks!r}
+
+
+def _mark(line):
+    with open(os.path.join(MARKS, "hooks.txt"), "a") as file:
+        file.write(line + "\\n")
+
+
+def pre_fork(server, worker):
+    _mark(f"pre_fork {{worker.pid}} {{worker.age}}")
+
+
+def post_worker_init(worker):
+    _mark(f"post_worker_init {{worker.pid}}")
+
+
+def nworkers_changed(server, new_value, old_value):
+    _mark(f"nworkers_changed {{new_value}} {{old_value}}")
+
+
+def child_exit(server, worker):
+    _mark(f"child_exit {{worker.pid}}")
+
+
+def worker_int(worker):
+    _mark(f"worker_int {{worker.pid}}")
+"""
+
+
+def test_gunicorns_other_hooks_are_called_at_gunicorns_moments(
+    launch: Launch, tmp_path: Path
+) -> None:
+    # They were accepted and never called (or, for pre_fork, called with worker=None).
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    conf = tmp_path / "hooks.conf.py"
+    conf.write_text(MORE_HOOKS.format(marks=str(marks)))
+    hooks = marks / "hooks.txt"
+    server = launch(APP, "-c", str(conf))
+    (first,) = booted(server, 1)
+    assert wait_for_lines(hooks, r"^pre_fork \[booting\] \d+$", 1)
+    assert wait_for_lines(hooks, rf"^post_worker_init {first}$", 1)
+
+    server.proc.send_signal(signal.SIGTTIN)
+    assert wait_for_lines(hooks, r"^nworkers_changed 2 1$", 1)
+    booted(server, 2)
+    server.proc.send_signal(signal.SIGTTOU)
+    assert wait_for_lines(hooks, r"^nworkers_changed 1 2$", 1)
+    assert wait_for_lines(hooks, r"^child_exit \d+$", 1)
+
+    (survivor,) = server.worker_pids()
+    os.kill(survivor, signal.SIGINT)  # a worker's own Ctrl-C
+    assert wait_for_lines(hooks, rf"^worker_int {survivor}$", 1)
