@@ -15,6 +15,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from .errors import StartupError
 from .listeners import open_listener
 
 log = logging.getLogger("wsgiserve.error")
@@ -57,7 +58,12 @@ class ControlListeners:
         if control is None and pidfile:
             self._control = bind_control(pidfile)
         if metrics_bind:
-            listener = open_listener(metrics_bind, 64)
+            try:
+                listener = open_listener(metrics_bind, 64)
+            except StartupError as error:  # its message speaks of -b: say which address
+                raise StartupError(
+                    f"--metrics-bind: {error}".replace("with -b", "with --metrics-bind")
+                ) from None
             self._prometheus = listener.sock
             log.info("Metrics at: %s/metrics", listener.url)
 

@@ -4,6 +4,7 @@ problem and the fix, no traceback, and the exit code the README documents (1 con
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +68,17 @@ def test_a_start_up_mistake_is_one_paragraph_and_its_exit_code(
     assert says in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 3, result.stderr
+
+
+def test_a_metrics_bind_clash_names_metrics_bind_not_b(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(tmp_path, APP, "-b", "127.0.0.1:0", "--metrics-bind", f"127.0.0.1:{port}")
+    assert result.returncode == CONFIGURATION, result.stderr
+    assert f"--metrics-bind: cannot bind 127.0.0.1:{port}: the address is already in use" in (
+        result.stderr
+    )
+    assert "with -b" not in result.stderr
+    assert "Traceback" not in result.stderr
