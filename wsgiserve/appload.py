@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import ast
 import importlib
+import logging
 import os
 import sys
 import traceback
 from typing import Any
 
 from .errors import AppLoadError, StartupError
+
+log = logging.getLogger("wsgiserve.error")
 
 
 def load_app(spec: str, chdir: str | None = None, factory: bool = False) -> Any:
@@ -123,15 +126,30 @@ def _resolve(module: Any, module_name: str, expression: str) -> Any:
 
 
 def _while_importing(module_name: str, error: BaseException) -> str:
-    frames = traceback.extract_tb(error.__traceback__)
+    # Point at the user's code: the file and line of a SyntaxError, else the deepest frame
+    # that is not the import machinery or the standard library (`<frozen os>` helps nobody).
     where = ""
-    if frames:
-        last = frames[-1]
-        where = f" at {last.filename}:{last.lineno}"
+    if isinstance(error, SyntaxError) and error.filename:
+        where = f" at {error.filename}:{error.lineno}"
+    else:
+        frames = [
+            frame
+            for frame in traceback.extract_tb(error.__traceback__)
+            if not frame.filename.startswith("<") and not _in_stdlib(frame.filename)
+        ]
+        if frames:
+            where = f" at {frames[-1].filename}:{frames[-1].lineno}"
+    log.debug("importing %r failed", module_name, exc_info=error)
     return (
         f"importing {module_name!r} failed{where}: {type(error).__name__}: {error}. "
-        "Fix the error in your module and start again."
+        "Fix it in your code (the traceback is in the log at --log-level debug)."
     )
+
+
+def _in_stdlib(filename: str) -> bool:
+    import sysconfig
+
+    return filename.startswith(sysconfig.get_paths()["stdlib"])
 
 
 def drop_privileges(user: str | None, group: str | None, unix_paths: list[str]) -> None:

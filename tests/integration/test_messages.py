@@ -40,6 +40,9 @@ def cert_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
 CASES = [
     # (id, arguments, exit code, what the message must say)
     ("file-path-for-app", ["./hello.py"], APP_IMPORT, "like hello:app"),
+    # The user's file and line, not `<frozen os>:679` where os.environ raised.
+    ("import-error-line", ["needs_env:app"], APP_IMPORT, "needs_env.py:2: KeyError"),
+    ("syntax-error-line", ["half_typed:app"], APP_IMPORT, "half_typed.py:1: SyntaxError"),
     ("pyproject-as-config", [APP, "-c", "pyproject.toml"], CONFIGURATION, "drop -c"),
     ("missing-chdir", [APP, "--chdir", "/nonexistent-dir"], CONFIGURATION, "--chdir"),
     ("unknown-user", [APP, "-u", "no-such-user-xyz"], CONFIGURATION, "no such user"),
@@ -63,6 +66,8 @@ def test_a_start_up_mistake_is_one_paragraph_and_its_exit_code(
 ) -> None:
     (tmp_path / "hello.py").write_text("def app(environ, start_response):\n    return []\n")
     (tmp_path / "pyproject.toml").write_text("[tool.wsgiserve]\nthreads = 2\n")
+    (tmp_path / "needs_env.py").write_text('import os\nDB = os.environ["NO_SUCH_VARIABLE_X"]\n')
+    (tmp_path / "half_typed.py").write_text("def app(environ, start_response:\n")
     result = run(tmp_path, *[arg.format(cert=cert_only) for arg in args], "--check-config")
     assert result.returncode == code, result.stderr
     assert says in result.stderr
