@@ -64,6 +64,8 @@ HOOKS = (
     "post_worker_init",
     "child_exit",
     "nworkers_changed",
+    "ssl_context",
+    "pre_exec",
 )
 
 
@@ -83,6 +85,8 @@ class Hooks:
     post_worker_init: Callable[..., Any] | None = None
     child_exit: Callable[..., Any] | None = None
     nworkers_changed: Callable[..., Any] | None = None
+    ssl_context: Callable[..., Any] | None = None
+    pre_exec: Callable[..., Any] | None = None  # never called: no re-exec (warned at load)
     on_reload: Callable[..., Any] | None = None
     on_exit: Callable[..., Any] | None = None
 
@@ -138,6 +142,12 @@ def load_python_file(path: str) -> tuple[dict[str, Any], Hooks]:
         if name in HOOKS:
             if not callable(value):
                 raise StartupError(f"config file {path}: hook {name} is not callable")
+            if name == "pre_exec":
+                log.warning(
+                    "%s: pre_exec is never called: wsgiserve does not re-exec itself "
+                    "(gunicorn's USR2 upgrade); HUP replaces the workers with the new code",
+                    path,
+                )
             hooks[name] = value
         elif callable(value) or type(value).__name__ == "module":
             hook = _close_to(name, HOOKS)

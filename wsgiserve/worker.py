@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import uvloop
 
-from . import logs
+from . import logs, tls
 from .call import App
 from .config import Hooks
 from .errors import AppLoadError
@@ -110,6 +110,9 @@ def _serve(
     if limit and settings.max_requests_jitter:
         limit += random.randint(0, settings.max_requests_jitter)
     server = Server(app, settings)
+    if hooks.ssl_context is not None and server.ssl is not None:
+        # gunicorn's hook: build the context, starting from ours if it likes.
+        server.ssl = hooks.ssl_context(settings, functools.partial(tls.server_context, settings))
     server.owns_listeners = False
     server.clock.pre_request = hooks.pre_request
     server.clock.post_request = hooks.post_request

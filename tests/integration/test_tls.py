@@ -119,3 +119,41 @@ def test_a_client_that_never_starts_the_handshake_is_dropped_after_the_header_ti
         except ConnectionResetError:
             data = b""
         assert data == b""
+
+
+SSL_CONTEXT_HOOK = """\
+def ssl_context(conf, default_ssl_context_factory):
+    context = default_ssl_context_factory()
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+"""
+
+
+def test_gunicorns_ssl_context_hook_builds_the_servers_context(
+    cert_files: dict[str, Path], tmp_path: Path
+) -> None:
+    # The hook was ignored without a word.
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(SSL_CONTEXT_HOOK)
+    server = start_server(
+        "tests.integration.apps.plain_app:app",
+        "-w",
+        "1",
+        "-c",
+        str(conf),
+        "--certfile",
+        str(cert_files["cert"]),
+        "--keyfile",
+        str(cert_files["key"]),
+    )
+    try:
+        context = ssl.create_default_context(cafile=str(cert_files["ca"]))
+        context.set_alpn_protocols(["h2", "http/1.1"])
+        host, port = server.host_port
+        with (
+            socket.create_connection((host, port), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            assert tls.selected_alpn_protocol() == "http/1.1"  # set by the hook
+    finally:
+        assert server.stop() == 0
