@@ -174,8 +174,8 @@ class RequestParser:
             return b""
         while data and not self.stopped:
             if self._raw_remaining >= 0:
-                data = self._feed_raw(data)
-                continue
+                self._feed_raw(data)
+                return b""
             # One piece per request head: llhttp keeps its state across pieces, so where
             # we cut never changes the parse; cutting after each CRLFCRLF only means that
             # no piece completes more than one head.
@@ -391,7 +391,7 @@ class RequestParser:
         self._raw_remaining = self._length or 0
         self._feed_raw(rest)
 
-    def _feed_raw(self, data: bytes) -> bytes:
+    def _feed_raw(self, data: bytes) -> None:
         take = data[: self._raw_remaining]
         if take:
             self._raw_remaining -= len(take)
@@ -401,4 +401,3 @@ class RequestParser:
             self._in_body = False
             self.stopped = True
             self._sink.on_message_end()
-        return b""

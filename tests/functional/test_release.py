@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.polling import wait_until
-from tests.support.rawhttp import exchange, parse_responses
+from tests.support.rawhttp import exchange, fresh_statuses
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -27,8 +27,7 @@ def reset(sock: socket.socket) -> None:
 
 
 def answered(address: tuple[str, int]) -> list[int]:
-    result = exchange(address, GET, until=lambda data: b"\r\n\r\n" in data)
-    return parse_responses(result.data, eof=False).statuses()
+    return fresh_statuses(address, GET)
 
 
 def pool_settles(server: Any) -> None:
@@ -115,12 +114,7 @@ def test_a_base_exception_from_the_app_is_a_500(serve: Any, error: type, where: 
         assert closed.wait(5), "the iterable's close() was not called"
     pool_settles(server)
     # The only thread survived: the next request is served.
-    result = exchange(
-        server.address,
-        b"GET /fine HTTP/1.1\r\nHost: t\r\n\r\n",
-        until=lambda data: data.endswith(b"ok"),
-    )
-    assert parse_responses(result.data, eof=False).statuses() == [200]
+    assert fresh_statuses(server.address, b"GET /fine HTTP/1.1\r\nHost: t\r\n\r\n", b"ok") == [200]
 
 
 def test_a_base_exception_after_the_head_aborts_the_stream(serve: Any) -> None:

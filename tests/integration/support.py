@@ -178,13 +178,19 @@ def start_server(
     return start_listening(argv, listeners=len(binds))
 
 
-def start_listening(argv: Sequence[str], listeners: int = 1) -> ServerProcess:
-    """Start `argv` (any program that serves through wsgiserve) and return once it has
-    logged `listeners` ``Listening at:`` lines."""
+def start_listening(
+    argv: Sequence[str],
+    listeners: int = 1,
+    cwd: Path = REPO_ROOT,
+    env: dict[str, str] | None = None,
+) -> ServerProcess:
+    """Start `argv` (any program that serves through wsgiserve) in `cwd` with `env` (default:
+    the repository importable) and return once it has logged `listeners` ``Listening at:``
+    lines."""
     proc = subprocess.Popen(
         argv,
-        cwd=REPO_ROOT,
-        env=subprocess_env(),
+        cwd=cwd,
+        env=subprocess_env() if env is None else env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

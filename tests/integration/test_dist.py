@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from .support import LISTENING, REPO_ROOT, ServerProcess, StderrLog
+from .support import REPO_ROOT, start_listening
 
 DISTRIBUTION = "wsgiserve-server"  # `wsgiserve` on the package index is another project
 NOT_SHIPPED = shutil.ignore_patterns(
@@ -64,19 +64,13 @@ def test_the_wheel_installs_by_its_name_in_a_fresh_venv_and_serves(tmp_path: Pat
 
     # Run from elsewhere and without PYTHONPATH: what serves is the installed wheel.
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    proc = subprocess.Popen(
+    server = start_listening(
         [str(environment / "bin" / "wsgiserve"), "wsgiserve.demo:app", "-b", "127.0.0.1:0"],
         cwd=tmp_path,
         env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
     )
-    assert proc.stderr is not None
-    server = ServerProcess(proc, StderrLog(proc.stderr))
     try:
-        (listening,) = server.log.wait_for(LISTENING, timeout=30)
-        response = httpx.get(listening["address"] + "/", timeout=10)
+        response = httpx.get(server.url + "/", timeout=10)
         assert response.status_code == 200
         where = subprocess.run(
             [str(python), "-c", "import wsgiserve; print(wsgiserve.__file__)"],

@@ -30,6 +30,8 @@ from contextlib import contextmanager
 import psutil
 import pytest
 
+from tests.support.polling import eventually
+
 from .support import APPS, ServerProcess, StartServer, Wire, request_bytes
 
 pytestmark = pytest.mark.timeout(120)
@@ -334,6 +336,9 @@ class Bystander:
         try:
             yield self
         finally:
+            # A flood refused at once can end before this client's first request is even
+            # sent: give it a bounded moment to be answered, then stop.
+            eventually(lambda: self.answered > 0, 5)
             self._stop.set()
             self._thread.join(10)
 

@@ -259,3 +259,16 @@ def splits(data: bytes, how: SplitHow, *, seed: int = 0, count: int = 1) -> Iter
         rng = random.Random(seed)
         for _ in range(count):
             yield random_slices(data, rng)
+
+
+def fresh_statuses(address: tuple[str, int], request: bytes, ending: bytes = b"") -> list[int]:
+    """The statuses a new connection gets for `request`, read until the bytes end with
+    `ending` (or, without one, until a response head arrived)."""
+    result = exchange(
+        address,
+        request,
+        until=(lambda data: data.endswith(ending))
+        if ending
+        else (lambda data: b"\r\n\r\n" in data),
+    )
+    return parse_responses(result.data, eof=False).statuses()
