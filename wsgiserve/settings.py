@@ -12,6 +12,7 @@ from typing import Any
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 THREAD_POLICIES = ("batch", "normal")
+PROTOCOLS = ("http", "uwsgi")
 
 
 def _setting(default: Any, *flags: str, help: str, unit: str = "", metavar: str = "") -> Any:
@@ -185,6 +186,22 @@ class Settings:
         metavar="IPS",
         help="Peers (IPs, CIDRs, or *) whose X-Forwarded-* and Forwarded headers are believed. "
         "Default: $FORWARDED_ALLOW_IPS, else 127.0.0.1,::1.",
+    )
+    protocol: str = _setting(
+        "http",
+        "--protocol",
+        metavar="PROTOCOL",
+        help="What the listeners speak when a bind does not say: http, or uwsgi (the binary "
+        "protocol of nginx's uwsgi_pass and Apache's mod_proxy_uwsgi). A bind can say it "
+        "itself: -b uwsgi://127.0.0.1:3031 or -b uwsgi:unix:/run/app/uwsgi.sock.",
+    )
+    uwsgi_allow_ips: str = _setting(
+        "127.0.0.1,::1",
+        "--uwsgi-allow-ips",
+        "--uwsgi-allow-from",
+        metavar="IPS",
+        help="Peers (IPs, CIDRs, or *) that may send uwsgi requests (they set the client's "
+        "address and scheme). Unix-socket peers are always allowed.",
     )
     limit_request_line: int = _setting(
         4094,
@@ -369,6 +386,14 @@ class Settings:
         from .proxy import TrustedProxies  # validates the list; raises ValueError
 
         TrustedProxies.parse(self.forwarded_allow_ips)
+        try:
+            TrustedProxies.parse(self.uwsgi_allow_ips)
+        except ValueError as error:
+            raise ValueError(str(error).replace("forwarded-allow-ips", "uwsgi-allow-ips")) from None
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(
+                f"protocol must be one of {', '.join(PROTOCOLS)}, not {self.protocol!r}"
+            )
         if self.cert_reqs not in (0, 1, 2):
             raise ValueError("cert_reqs must be 0, 1 or 2")
         for name in ("max_requests", "max_requests_jitter", "umask", "max_connections"):
