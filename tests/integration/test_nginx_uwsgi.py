@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .nginx_support import REPO_ROOT, start_nginx
-from .support import APPS, ServerProcess, start_server
+from .nginx_support import start_nginx
+from .support import APPS, REPO_ROOT, ServerProcess, start_server
 
 pytestmark = pytest.mark.timeout(120)
 
