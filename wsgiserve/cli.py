@@ -40,7 +40,6 @@ REFUSED_FLAGS = {
     "-D": "run wsgiserve in the foreground under systemd, a container or a process manager",
     "--daemon": "run wsgiserve in the foreground under systemd, a container or a process manager",
     "--paste": "paste deployment is not supported: give MODULE:APP",
-    "--proxy-protocol": "the PROXY protocol is not supported",
 }
 WORKER_CLASSES_OK = {"sync", "gthread", "uvicorn.workers.UvicornWorker"}
 
@@ -116,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
             "metavar": meta["metavar"] or None,
             "default": argparse.SUPPRESS,
         }
+        if meta.get("const") is not None:
+            kwargs["nargs"] = "?"
+            kwargs["const"] = meta["const"]
         if field.type in ("tuple[str, ...]",):
             kwargs["action"] = "append"
         elif field.type in ("bool", bool):

@@ -311,6 +311,9 @@ class HttpConnection(asyncio.Protocol):
                 return
         self._refuse(error)
 
+    def use_parser(self, parser: Parser) -> None:
+        self._parser = parser
+
     # -- what the worker posts back (exchange.ResponseSink) --------------------------------
 
     def on_send(self, data: Wire) -> None:

@@ -54,6 +54,16 @@ class UwsgiPeerForbidden(HTTPError):
     )
 
 
+class ProxyHeaderForbidden(HTTPError):
+    """A PROXY protocol header from a peer outside --proxy-allow-from."""
+
+    status = 403
+    hint = (
+        "refused a PROXY protocol header from %s: the peer is not in --proxy-allow-from. Add "
+        "the load balancer's address there (or * when only it can reach this port)"
+    )
+
+
 class UwsgiOnHttpListener(BadRequest):
     """A uwsgi packet (first byte 0, modifier1 of a WSGI request) sent to an HTTP listener."""
 

@@ -70,6 +70,9 @@ class RequestSink(Protocol):
         """The input cannot be served past this point; `in_body`: the error is in the
         body of a request already reported by `on_head`. Nothing more is parsed."""
 
+    def use_parser(self, parser: Parser) -> None:
+        """From now on `parser` parses this connection (after a PROXY protocol header)."""
+
 
 class Parser(Protocol):
     """What a connection needs of the parser of its protocol (HTTP/1.x or uwsgi)."""

@@ -29,6 +29,7 @@ from .metrics import WorkerStats
 from .parser import Parser, RequestParser, RequestSink
 from .pool import WorkerPool
 from .proxy import TrustedProxies
+from .proxy_protocol import ProxyPreamble
 from .response import FileWrapper
 from .settings import Settings
 from .throttle import RepeatedWarning
@@ -40,6 +41,7 @@ SERVER_NAME = "wsgiserve"
 TICK = 1.0  # seconds between runs of _tick: the clock's and the timers' resolution
 DATE_SLACK = 0.002  # seconds past the second's start: never format the second before
 FIRST_REQUEST_GRACE = 2.0  # seconds a fresh connection may still send a request on shutdown
+ParserFactory = Callable[[RequestSink, dict[str, Any]], Parser]
 LIMIT_LOG_INTERVAL = 60.0  # seconds between "at --max-connections" lines
 DRAIN_QUIET = 1.0  # seconds a kept-alive connection must be quiet before a stop closes it
 
@@ -121,7 +123,7 @@ class Server:
             limit_concurrency=self.settings.limit_concurrency,
             body_preread=self.settings.body_preread,
             budget=ResponseBudget(self.settings.response_budget),
-            make_parser=self._http_parser,
+            make_parser=self._with_preamble(self._http_parser),
             warn=self.warn,
         )
         self._tick()
@@ -136,7 +138,9 @@ class Server:
         assert context is not None
         for listener in self.listeners:
             if listener.protocol == "uwsgi":
-                listener_context = dataclasses.replace(context, make_parser=self._uwsgi_parser)
+                listener_context = dataclasses.replace(
+                    context, make_parser=self._with_preamble(self._uwsgi_parser)
+                )
             else:
                 listener_context = context
             server = await self._loop.create_server(
@@ -160,6 +164,19 @@ class Server:
         # A unix-socket peer (no address) is a local process: always allowed.
         allowed = self.uwsgi_peers.trusts(environ_base["REMOTE_ADDR"])
         return UwsgiParser(sink, self.settings, environ_base, allowed, self.head_limit)
+
+    def _with_preamble(self, make_parser: ParserFactory) -> ParserFactory:
+        """`make_parser`, behind a PROXY protocol preamble when --proxy-protocol is on."""
+        mode = self.settings.proxy_protocol
+        if mode == "off":
+            return make_parser
+        balancers = TrustedProxies.parse(self.settings.proxy_allow_ips)
+
+        def preamble(sink: RequestSink, environ_base: dict[str, Any]) -> Parser:
+            allowed = balancers.trusts(environ_base["REMOTE_ADDR"])
+            return ProxyPreamble(sink, environ_base, make_parser, mode, allowed)
+
+        return preamble
 
     def warn(self, message: str, *args: object) -> None:
         """A warning about the set-up that clients may trigger often: once a minute, counted."""

@@ -13,10 +13,14 @@ from typing import Any
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 THREAD_POLICIES = ("batch", "normal")
 PROTOCOLS = ("http", "uwsgi")
+PROXY_MODES = ("off", "v1", "v2", "auto")
 
 
-def _setting(default: Any, *flags: str, help: str, unit: str = "", metavar: str = "") -> Any:
-    meta = {"flags": flags, "help": help, "unit": unit, "metavar": metavar}
+def _setting(
+    default: Any, *flags: str, help: str, unit: str = "", metavar: str = "", const: Any = None
+) -> Any:
+    # `const`: the value of the flag given without one (argparse's nargs="?").
+    meta = {"flags": flags, "help": help, "unit": unit, "metavar": metavar, "const": const}
     if isinstance(default, (list, tuple)):
         return dataclasses.field(default=tuple(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -186,6 +190,23 @@ class Settings:
         metavar="IPS",
         help="Peers (IPs, CIDRs, or *) whose X-Forwarded-* and Forwarded headers are believed. "
         "Default: $FORWARDED_ALLOW_IPS, else 127.0.0.1,::1.",
+    )
+    proxy_protocol: str = _setting(
+        "off",
+        "--proxy-protocol",
+        metavar="MODE",
+        const="auto",
+        help="Read a PROXY protocol header (HAProxy, AWS NLB, stunnel) at the start of each "
+        "connection from --proxy-allow-from peers, and take the client's address from it: "
+        "off, v1, v2 or auto (the flag alone). A connection without one is served as is.",
+    )
+    proxy_allow_ips: str = _setting(
+        "127.0.0.1,::1",
+        "--proxy-allow-from",
+        "--proxy-allow-ips",
+        metavar="IPS",
+        help="Peers (IPs, CIDRs, or *) that may send a PROXY protocol header. Unix-socket "
+        "peers are always allowed.",
     )
     protocol: str = _setting(
         "http",
@@ -386,10 +407,19 @@ class Settings:
         from .proxy import TrustedProxies  # validates the list; raises ValueError
 
         TrustedProxies.parse(self.forwarded_allow_ips)
-        try:
-            TrustedProxies.parse(self.uwsgi_allow_ips)
-        except ValueError as error:
-            raise ValueError(str(error).replace("forwarded-allow-ips", "uwsgi-allow-ips")) from None
+        for name, flag in (
+            ("uwsgi_allow_ips", "uwsgi-allow-ips"),
+            ("proxy_allow_ips", "proxy-allow-from"),
+        ):
+            try:
+                TrustedProxies.parse(getattr(self, name))
+            except ValueError as error:
+                raise ValueError(str(error).replace("forwarded-allow-ips", flag)) from None
+        if isinstance(self.proxy_protocol, bool):  # gunicorn before 24: a switch
+            object.__setattr__(self, "proxy_protocol", "auto" if self.proxy_protocol else "off")
+        if self.proxy_protocol not in PROXY_MODES:
+            modes = ", ".join(PROXY_MODES)
+            raise ValueError(f"proxy_protocol must be one of {modes}, not {self.proxy_protocol!r}")
         if self.protocol not in PROTOCOLS:
             raise ValueError(
                 f"protocol must be one of {', '.join(PROTOCOLS)}, not {self.protocol!r}"

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from tests.support.sink import Sink
 from tests.support.uwsgi_client import encode_vars, packet, request_vars
-from wsgiserve.environ import Environ, connection_environ, server_environ
-from wsgiserve.errors import BadRequest, HTTPError
+from wsgiserve.environ import connection_environ, server_environ
+from wsgiserve.errors import BadRequest
 from wsgiserve.settings import Settings
 from wsgiserve.uwsgi import UwsgiParser, parse_vars, vars_environ
 
@@ -17,38 +18,6 @@ SETTINGS = Settings()
 BASE = connection_environ(
     server_environ("http", False, None), ("127.0.0.1", 3031), ("127.0.0.1", 40000)
 )
-
-
-class Sink:
-    """Records what the parser reports, as the connection would receive it."""
-
-    def __init__(self) -> None:
-        self.heads: list[tuple[Environ, str, bool, int | None]] = []
-        self.body = b""
-        self.ended = 0
-        self.refused: list[tuple[HTTPError, bool]] = []
-
-    def on_head(
-        self,
-        environ: Environ,
-        version: str,
-        keep_alive: bool,
-        length: int | None,
-        expect_continue: bool,
-        upgrade: bool,
-    ) -> None:
-        assert not expect_continue
-        assert not upgrade
-        self.heads.append((environ, version, keep_alive, length))
-
-    def on_body(self, data: bytes) -> None:
-        self.body += data
-
-    def on_message_end(self) -> None:
-        self.ended += 1
-
-    def on_refused(self, error: HTTPError, in_body: bool) -> None:
-        self.refused.append((error, in_body))
 
 
 def parse(
