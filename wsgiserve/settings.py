@@ -12,10 +12,32 @@ from typing import Any
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 THREAD_POLICIES = ("batch", "normal")
+# The facility names syslog knows (logging.handlers.SysLogHandler.facility_names has them too).
+SYSLOG_FACILITIES = frozenset(
+    (
+        *("auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news"),
+        *("security", "syslog", "user", "uucp", *(f"local{n}" for n in range(8))),
+    )
+)
+# How --help and docs/settings.md group the settings, in this order.
+SECTIONS = (
+    "binding",
+    "workers",
+    "timeouts",
+    "limits",
+    "proxies",
+    "logging",
+    "metrics",
+    "TLS",
+    "process",
+)
 
 
-def _setting(default: Any, *flags: str, help: str, unit: str = "", metavar: str = "") -> Any:
-    meta = {"flags": flags, "help": help, "unit": unit, "metavar": metavar}
+def _setting(
+    section: str, default: Any, *flags: str, help: str, unit: str = "", metavar: str = ""
+) -> Any:
+    assert section in SECTIONS, section
+    meta = {"flags": flags, "help": help, "unit": unit, "metavar": metavar, "section": section}
     if isinstance(default, (list, tuple)):
         return dataclasses.field(default=tuple(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -26,6 +48,7 @@ class Settings:
     """How one server runs. Build with keyword arguments or `Settings.from_mapping`."""
 
     bind: tuple[str, ...] = _setting(
+        "binding",
         ("127.0.0.1:8000",),
         "-b",
         "--bind",
@@ -33,9 +56,10 @@ class Settings:
         help="Where to listen: HOST:PORT, [IPv6]:PORT or unix:PATH. Repeat to listen on several.",
     )
     threads: int = _setting(
-        8, "--threads", metavar="N", help="Worker threads that run the WSGI app."
+        "workers", 8, "--threads", metavar="N", help="Worker threads that run the WSGI app."
     )
     thread_policy: str = _setting(
+        "workers",
         "batch",
         "--thread-policy",
         metavar="POLICY",
@@ -44,6 +68,7 @@ class Settings:
         "same CPU share as normal) or normal.",
     )
     keep_alive: float = _setting(
+        "timeouts",
         5.0,
         "--keep-alive",
         "--keepalive",
@@ -53,6 +78,7 @@ class Settings:
         "balancer's idle timeout.",
     )
     header_timeout: float = _setting(
+        "timeouts",
         10.0,
         "--header-timeout",
         unit="seconds",
@@ -61,6 +87,7 @@ class Settings:
         "to send a whole request head (slowloris defence; 408 then close).",
     )
     body_timeout: float = _setting(
+        "timeouts",
         30.0,
         "--body-timeout",
         unit="seconds",
@@ -68,6 +95,7 @@ class Settings:
         help="Longest pause while a request body is arriving (a stalled upload is cut off).",
     )
     write_timeout: float = _setting(
+        "timeouts",
         30.0,
         "--write-timeout",
         unit="seconds",
@@ -76,6 +104,7 @@ class Settings:
         "then the connection is dropped and its thread freed.",
     )
     min_upload_rate: float = _setting(
+        "timeouts",
         240.0,
         "--min-upload-rate",
         unit="bytes/s",
@@ -85,6 +114,7 @@ class Settings:
         "instead of holding a thread. 0: off.",
     )
     min_download_rate: float = _setting(
+        "timeouts",
         240.0,
         "--min-download-rate",
         unit="bytes/s",
@@ -94,6 +124,7 @@ class Settings:
         "its thread freed long before --write-timeout. 0: off.",
     )
     min_rate_grace: float = _setting(
+        "timeouts",
         5.0,
         "--min-rate-grace",
         unit="seconds",
@@ -101,6 +132,7 @@ class Settings:
         help="How long an upload or a stalled download may run before the minimum rates apply.",
     )
     response_budget: int = _setting(
+        "limits",
         64 * 1024 * 1024,
         "--response-budget",
         unit="bytes",
@@ -109,6 +141,7 @@ class Settings:
         "app threads wait before writing more instead of the server buffering it. 0: no limit.",
     )
     body_preread: int = _setting(
+        "limits",
         64 * 1024,
         "--body-preread",
         unit="bytes",
@@ -118,6 +151,7 @@ class Settings:
         "Expect: 100-continue (the app decides). 0: hand every request over at once.",
     )
     limit_request_body: int = _setting(
+        "limits",
         0,
         "--limit-request-body",
         unit="bytes",
@@ -125,6 +159,7 @@ class Settings:
         help="Largest request body accepted (larger: 413, before any 100 Continue). 0: no limit.",
     )
     limit_concurrency: int = _setting(
+        "limits",
         0,
         "--limit-concurrency",
         metavar="N",
@@ -132,6 +167,7 @@ class Settings:
         "503 with Retry-After. 0: no limit.",
     )
     graceful_timeout: float = _setting(
+        "timeouts",
         30.0,
         "--graceful-timeout",
         unit="seconds",
@@ -139,21 +175,28 @@ class Settings:
         help="On SIGTERM/SIGINT, how long in-flight requests may take to finish.",
     )
     backlog: int = _setting(
-        2048, "--backlog", metavar="N", help="Pending connections the kernel queues per socket."
+        "binding",
+        2048,
+        "--backlog",
+        metavar="N",
+        help="Pending connections the kernel queues per socket.",
     )
     log_level: str = _setting(
+        "logging",
         "info",
         "--log-level",
         metavar="LEVEL",
         help="Error log verbosity: " + ", ".join(LOG_LEVELS) + ".",
     )
     access_logfile: str | None = _setting(
+        "logging",
         None,
         "--access-logfile",
         metavar="FILE",
         help="Write an access log line per request to FILE ('-' is stdout). Off by default.",
     )
     access_logformat: str | None = _setting(
+        "logging",
         None,
         "--access-logformat",
         metavar="FORMAT",
@@ -161,9 +204,13 @@ class Settings:
         "Default: gunicorn's.",
     )
     access_log_json: bool = _setting(
-        False, "--access-log-json", help="Write the access log as one JSON object per line."
+        "logging",
+        False,
+        "--access-log-json",
+        help="Write the access log as one JSON object per line.",
     )
     error_logfile: str | None = _setting(
+        "logging",
         None,
         "--error-logfile",
         "--log-file",
@@ -171,15 +218,64 @@ class Settings:
         help="Where the error log goes ('-' or unset: stderr).",
     )
     log_config: str | None = _setting(
+        "logging",
         None,
         "--log-config",
+        "--log-config-json",
         metavar="FILE",
-        help="A logging dictConfig in a .json or .toml file; replaces the logging set-up.",
+        help="A logging configuration file: .ini, .conf or .cfg for logging.config.fileConfig "
+        "(as gunicorn reads it), .toml or anything else as JSON for dictConfig. A logger it "
+        "names is left to it.",
+    )
+    logconfig_dict: dict[str, Any] | None = _setting(  # noqa: RUF009 (None by default)
+        "logging",
+        None,
+        help="A logging.config.dictConfig dictionary (a config file's logconfig_dict, as in "
+        "gunicorn); applied after --log-config. A logger it names is left to it.",
+    )
+    syslog: bool = _setting(
+        "logging",
+        False,
+        "--log-syslog",
+        help="Send the error log to syslog as well, and the access log too unless "
+        "--disable-redirect-access-to-syslog.",
+    )
+    syslog_addr: str = _setting(
+        "logging",
+        "udp://localhost:514",
+        "--log-syslog-to",
+        metavar="ADDRESS",
+        help="Where --log-syslog sends lines: udp://HOST:PORT, tcp://HOST:PORT or unix://PATH "
+        "(the local syslog daemon: unix:///dev/log).",
+    )
+    syslog_prefix: str | None = _setting(
+        "logging",
+        None,
+        "--log-syslog-prefix",
+        metavar="NAME",
+        help="The program name syslog lines carry. Default: --name, else wsgiserve.",
+    )
+    syslog_facility: str = _setting(
+        "logging",
+        "user",
+        "--log-syslog-facility",
+        metavar="FACILITY",
+        help="The syslog facility, e.g. user, daemon, local0 ... local7.",
+    )
+    disable_redirect_access_to_syslog: bool = _setting(
+        "logging",
+        False,
+        "--disable-redirect-access-to-syslog",
+        help="With --log-syslog, keep access-log lines out of syslog.",
     )
     capture_output: bool = _setting(
-        False, "--capture-output", help="Send the app's stdout and stderr to the error log file."
+        "logging",
+        False,
+        "--capture-output",
+        help="Send the app's stdout and stderr to the error log file.",
     )
     forwarded_allow_ips: str = _setting(
+        "proxies",
         "127.0.0.1,::1",
         "--forwarded-allow-ips",
         metavar="IPS",
@@ -187,6 +283,7 @@ class Settings:
         "Default: $FORWARDED_ALLOW_IPS, else 127.0.0.1,::1.",
     )
     limit_request_line: int = _setting(
+        "limits",
         4094,
         "--limit-request-line",
         unit="bytes",
@@ -194,12 +291,14 @@ class Settings:
         help="Longest request line accepted (longer: 414). 0 means the maximum, 65535.",
     )
     limit_request_fields: int = _setting(
+        "limits",
         100,
         "--limit-request-fields",
         metavar="N",
         help="Most header fields in one request (more: 431). 0 means the maximum, 32768.",
     )
     limit_request_field_size: int = _setting(
+        "limits",
         8190,
         "--limit-request-field_size",
         "--limit-request-field-size",
@@ -209,6 +308,7 @@ class Settings:
     )
 
     max_connections: int = _setting(
+        "limits",
         0,
         "--max-connections",
         "--worker-connections",
@@ -219,6 +319,7 @@ class Settings:
 
     # -- observability --------------------------------------------------------------------
     metrics_bind: str | None = _setting(
+        "metrics",
         None,
         "--metrics-bind",
         metavar="HOST:PORT",
@@ -226,17 +327,19 @@ class Settings:
         "from the supervisor. Off by default.",
     )
     statsd_host: str | None = _setting(
+        "metrics",
         None,
         "--statsd-host",
         metavar="HOST:PORT",
         help="Send gunicorn-style statsd metrics (UDP) to HOST:PORT.",
     )
     statsd_prefix: str = _setting(
-        "", "--statsd-prefix", metavar="PREFIX", help="Prefix for statsd metric names."
+        "metrics", "", "--statsd-prefix", metavar="PREFIX", help="Prefix for statsd metric names."
     )
 
     # -- processes ------------------------------------------------------------------------
     workers: int = _setting(
+        "workers",
         1,
         "-w",
         "--workers",
@@ -245,6 +348,7 @@ class Settings:
         "$WEB_CONCURRENCY, else 1.",
     )
     timeout: float = _setting(
+        "timeouts",
         30.0,
         "-t",
         "--timeout",
@@ -254,6 +358,7 @@ class Settings:
         "loop misses its heartbeat this long is killed and replaced. 0 turns both off.",
     )
     slow_request_threshold: float = _setting(
+        "timeouts",
         0.0,
         "--slow-request-threshold",
         unit="seconds",
@@ -262,36 +367,43 @@ class Settings:
         "its thread's current stack. 0: use --timeout.",
     )
     max_requests: int = _setting(
+        "workers",
         0,
         "--max-requests",
         metavar="N",
         help="Restart a worker gracefully after it served N requests (0: never).",
     )
     max_requests_jitter: int = _setting(
+        "workers",
         0,
         "--max-requests-jitter",
         metavar="N",
         help="Add a random 0..N to --max-requests per worker, so workers do not restart together.",
     )
     preload_app: bool = _setting(
-        False, "--preload", help="Load the app in the supervisor, before the workers fork."
+        "workers",
+        False,
+        "--preload",
+        help="Load the app in the supervisor, before the workers fork.",
     )
     reuse_port: bool = _setting(
-        False, "--reuse-port", help="Set SO_REUSEPORT on listening sockets."
+        "binding", False, "--reuse-port", help="Set SO_REUSEPORT on listening sockets."
     )
     pidfile: str | None = _setting(
-        None, "-p", "--pid", metavar="FILE", help="Write the supervisor's pid to FILE."
+        "process", None, "-p", "--pid", metavar="FILE", help="Write the supervisor's pid to FILE."
     )
     chdir: str | None = _setting(
-        None, "--chdir", metavar="DIR", help="Change to DIR before loading the app."
+        "process", None, "--chdir", metavar="DIR", help="Change to DIR before loading the app."
     )
     pythonpath: str | None = _setting(
+        "process",
         None,
         "--pythonpath",
         metavar="DIRS",
         help="Comma-separated directories to put first on sys.path before loading the app.",
     )
     raw_env: tuple[str, ...] = _setting(
+        "process",
         (),
         "-e",
         "--env",
@@ -299,6 +411,7 @@ class Settings:
         help="Set an environment variable for the app. Repeatable.",
     )
     proc_name: str | None = _setting(
+        "process",
         None,
         "-n",
         "--name",
@@ -306,13 +419,16 @@ class Settings:
         help="Process title (shown by ps and top when setproctitle is installed).",
     )
     umask: int = _setting(
+        "process",
         0,
+        "-m",
         "--umask",
         metavar="MASK",
         help="umask for the processes, which sets the permissions of unix sockets "
         "(e.g. 0o007). 0 leaves the umask as it is.",
     )
     user: str | None = _setting(
+        "process",
         None,
         "-u",
         "--user",
@@ -320,6 +436,7 @@ class Settings:
         help="Run as this user (name or uid) once the sockets are bound; needs root.",
     )
     group: str | None = _setting(
+        "process",
         None,
         "-g",
         "--group",
@@ -327,33 +444,51 @@ class Settings:
         help="Run as this group (name or gid) once the sockets are bound; needs root.",
     )
     factory: bool = _setting(
-        False, "--factory", help="Treat MODULE:NAME as a factory: call it to get the app."
+        "workers",
+        False,
+        "--factory",
+        help="Treat MODULE:NAME as a factory: call it to get the app.",
     )
     reload: bool = _setting(
+        "process",
         False,
         "--reload",
         help="Development: restart the workers when a .py file under the app's directory "
         "changes (watchfiles if installed, else polling).",
     )
 
+    reload_extra_files: tuple[str, ...] = _setting(
+        "process",
+        (),
+        "--reload-extra-file",
+        metavar="FILE",
+        help="With --reload, also restart the workers when FILE changes (any kind: templates, "
+        ".env ...); a glob pattern such as 'templates/**/*.html' works too. Repeatable.",
+    )
+
     # -- TLS ---------------------------------------------------------------------------------
     certfile: str | None = _setting(
-        None, "--certfile", metavar="FILE", help="Serve HTTPS with this certificate (PEM)."
+        "TLS", None, "--certfile", metavar="FILE", help="Serve HTTPS with this certificate (PEM)."
     )
     keyfile: str | None = _setting(
-        None, "--keyfile", metavar="FILE", help="The certificate's private key (PEM)."
+        "TLS", None, "--keyfile", metavar="FILE", help="The certificate's private key (PEM)."
     )
     ca_certs: str | None = _setting(
-        None, "--ca-certs", metavar="FILE", help="CA certificates to verify client certificates."
+        "TLS",
+        None,
+        "--ca-certs",
+        metavar="FILE",
+        help="CA certificates to verify client certificates.",
     )
     cert_reqs: int = _setting(
+        "TLS",
         0,
         "--cert-reqs",
         metavar="N",
         help="Client certificates: 0 not asked, 1 optional, 2 required (gunicorn's numbers).",
     )
     ciphers: str | None = _setting(
-        None, "--ciphers", metavar="LIST", help="OpenSSL cipher list (default: Python's)."
+        "TLS", None, "--ciphers", metavar="LIST", help="OpenSSL cipher list (default: Python's)."
     )
 
     def __post_init__(self) -> None:
@@ -399,6 +534,14 @@ class Settings:
             raise ValueError(f"backlog must be at least 1, not {self.backlog}")
         if self.thread_policy not in THREAD_POLICIES:
             raise ValueError(f"thread_policy must be one of {', '.join(THREAD_POLICIES)}")
+        object.__setattr__(self, "reload_extra_files", tuple(self.reload_extra_files))
+        if self.logconfig_dict is not None and not isinstance(self.logconfig_dict, dict):
+            raise ValueError("logconfig_dict must be a dictionary for logging.config.dictConfig")
+        if self.syslog_facility.lower() not in SYSLOG_FACILITIES:
+            raise ValueError(
+                f"syslog_facility: {self.syslog_facility!r} is not a syslog facility; use one "
+                f"of {', '.join(sorted(SYSLOG_FACILITIES))}"
+            )
         if self.log_level.lower() not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         object.__setattr__(self, "log_level", self.log_level.lower())
@@ -436,6 +579,8 @@ def convert(name: str, value: Any) -> Any:
     if not isinstance(value, str):
         return value
     kind = next((f.type for f in dataclasses.fields(Settings) if f.name == name), None)
+    if kind == "tuple[str, ...]":
+        return (value,)  # `bind = "0.0.0.0:8000"`: one item, as gunicorn takes it
     text = value.strip()
     try:
         if name == "umask":
@@ -474,6 +619,6 @@ def markdown_table() -> str:
         shown = "off" if default in (None, False, "") else f"{default}"
         if meta["unit"] and default is not None:
             shown += f" {meta['unit']}"
-        flags = ", ".join(f"`{flag}`" for flag in meta["flags"])
+        flags = ", ".join(f"`{flag}`" for flag in meta["flags"]) or "(config file)"
         rows.append(f"| `{field.name}` | {flags} | {shown} | {meta['help']} |")
     return "\n".join(rows)

@@ -122,7 +122,7 @@ class Supervisor:
                 for p in (self.settings.pythonpath or "").split(",")
                 if p.strip()
             ]
-            engine = start_watching(roots, self._on_change)
+            engine = start_watching(roots, self._on_change, self.settings.reload_extra_files)
             log.info("--reload: watching %s with %s", ", ".join(map(str, roots)), engine)
         try:
             while self._exit_code is None:
