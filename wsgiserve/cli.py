@@ -183,7 +183,6 @@ def resolve(argv: Sequence[str] | None, parser: argparse.ArgumentParser) -> Reso
         config_file = config.default_config_file(os.getcwd())
         if config_file:
             print(f"wsgiserve: using the config file {config_file}", file=sys.stderr)
-            cli["config"] = config_file  # a HUP reads it again
     if config_file:
         from_file, hooks = config.load_python_file(config_file)
         values.update(from_file)
@@ -206,7 +205,10 @@ def resolve(argv: Sequence[str] | None, parser: argparse.ArgumentParser) -> Reso
     except (TypeError, ValueError) as error:
         raise StartupError(f"invalid configuration: {error}") from None
     actions: dict[str, Any] = {k: v for k, v in from_file.items() if v}
-    actions.update({k: cli[k] for k in ("check_config", "print_config", "config") if k in cli})
+    for layer in (gunicorn_env, env, cli):
+        actions.update({k: layer[k] for k in ("check_config", "print_config") if k in layer})
+    if config_file:
+        actions["config"] = config_file  # a HUP reads it again
     return Resolved(settings, str(app), hooks, actions)
 
 
