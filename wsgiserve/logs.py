@@ -272,6 +272,16 @@ def _syslog_handler(target: Syslog, formatter: logging.Formatter) -> logging.Han
             f"--log-syslog-to {target.address}: cannot reach syslog there "
             f"({error.strerror or error}); is the syslog daemon running?"
         ) from None
+    opened: socket.socket | None = getattr(handler, "socket", None)
+    if opened is None or opened.fileno() < 0:
+        # The handler keeps a unix socket it could not open as "later"; every line would
+        # then print a traceback instead of reaching syslog. Better to say so now.
+        handler.close()
+        raise StartupError(
+            f"--log-syslog-to {target.address}: cannot reach syslog there (no syslog socket "
+            "at that path); is the syslog daemon running? In a container, send to "
+            "udp://HOST:PORT instead"
+        )
     handler.setFormatter(formatter)
     return handler
 

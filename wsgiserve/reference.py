@@ -91,12 +91,10 @@ def readme_table(text: str, marker: str) -> str | None:
 def update_readme(text: str) -> str:
     """`text` with each generated table replaced by what the code says now."""
     for marker, table in README_TABLES.items():
-        text = re.sub(
-            rf"(<!-- {marker}:start -->\n).*?(<!-- {marker}:end -->)",
-            lambda found, table=table: f"{found.group(1)}{table()}\n{found.group(2)}",
-            text,
-            flags=re.S,
-        )
+        start, end = f"<!-- {marker}:start -->\n", f"<!-- {marker}:end -->"
+        before, found, rest = text.partition(start)
+        if found:
+            text = before + start + table() + "\n" + end + rest.partition(end)[2]
     return text
 
 
