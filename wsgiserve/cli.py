@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import logging
 import os
 import socket
 import sys
@@ -320,11 +321,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments[:1] == ["status"]:
         return status_main(arguments[1:])
     parser = build_parser()
+    # Warnings while reading the configuration come before the logs are set up.
+    early = logging.StreamHandler(sys.stderr)
+    early.setFormatter(logging.Formatter("wsgiserve: warning: %(message)s"))
+    logging.getLogger(logs.ERROR_LOG).addHandler(early)
     try:
         resolved = resolve(argv, parser)
     except StartupError as error:
         print(f"wsgiserve: error: {error}", file=sys.stderr)
         return error.exit_code
+    finally:
+        logging.getLogger(logs.ERROR_LOG).removeHandler(early)
     settings = resolved.settings
     if resolved.actions.get("print_config"):
         shown = dataclasses.asdict(settings)

@@ -143,7 +143,7 @@ ROWS: tuple[Row, ...] = (
     _warned(
         "spew",
         ("--spew",),
-        "no line tracing; use a debugger or python -X importtime instead",
+        "wsgiserve has no line-by-line trace; use a debugger such as pdb instead",
         default=False,
         switch=True,
     ),
