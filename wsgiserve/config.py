@@ -217,5 +217,5 @@ def _close_to(name: str, known: Iterable[str]) -> str | None:
 
 def _unknown(name: str) -> str:
     """ "unknown setting 'x'", with the nearest real name when there is one."""
-    guess = _close_to(name.replace("-", "_"), [*SETTING_NAMES, *ALIASES, *HOOKS])
+    guess = _close_to(name.replace("-", "_"), [*SETTING_NAMES, *gunicorn_settings.BY_NAME, *HOOKS])
     return f"unknown setting {name!r}" + (f"; did you mean {guess}?" if guess else "")

@@ -21,6 +21,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, Literal
 
+from .settings import FALSE, TRUE
+
 Outcome = Literal["honoured", "warned", "refused"]
 
 _ANY = object()  # a default no value equals: every value set gets the row's outcome
@@ -50,7 +52,7 @@ class Row:
 
     def outcome_for(self, value: Any) -> tuple[Outcome, str] | None:
         """What setting this row to `value` does, or None when it is accepted silently."""
-        if self.default is not _ANY and value == self.default:
+        if self.default is not _ANY and _as_default_type(value, self.default) == self.default:
             return None
         if self.judge is not None:
             special = self.judge(value)
@@ -59,6 +61,22 @@ class Row:
         if self.outcome == "honoured":
             return None
         return self.outcome, self.note
+
+
+def _as_default_type(value: Any, default: Any) -> Any:
+    """`value` read as gunicorn reads text for a setting like `default`: `daemon = "false"` is
+    False, `control_socket_mode = "0600"` is 0o600."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    if isinstance(default, bool):
+        return True if text in TRUE else False if text in FALSE else value
+    if isinstance(default, int):
+        try:
+            return int(text, 8) if text[:1] == "0" and text.isdigit() else int(text, 0)
+        except ValueError:
+            return value
+    return value
 
 
 def _worker_class(value: Any) -> tuple[Outcome, str] | None:

@@ -183,7 +183,7 @@ def background_server(
     """
     resolved = settings_for(host, port, settings)
     # In a test process, logging is left alone unless a log destination was asked for.
-    if logs.wants_access_log(resolved) or resolved.error_logfile:
+    if logs.wants_access_log(resolved) or resolved.error_logfile or resolved.syslog:
         _configure_logs(resolved)
     listeners = open_listeners(resolved)
     server = Server(app, resolved)

@@ -567,8 +567,8 @@ class Settings:
         return cls(**values)
 
 
-_TRUE = frozenset({"true", "1", "yes", "on", "y", "t"})
-_FALSE = frozenset({"false", "0", "no", "off", "n", "f", ""})
+TRUE = frozenset({"true", "1", "yes", "on", "y", "t"})
+FALSE = frozenset({"false", "0", "no", "off", "n", "f", ""})
 
 
 def convert(name: str, value: Any) -> Any:
@@ -576,9 +576,13 @@ def convert(name: str, value: Any) -> Any:
     as gunicorn converts it: `workers = os.getenv("WEB_CONCURRENCY", "4")` is 4. Values
     that are not text pass through; raises `ValueError` naming the setting and the value.
     """
-    if not isinstance(value, str):
-        return value
     kind = next((f.type for f in dataclasses.fields(Settings) if f.name == name), None)
+    if not isinstance(value, str):
+        if kind in ("str", "str | None") and type(value) is int:
+            return str(value)  # `user = 1000`: a uid, as gunicorn takes it
+        if name == "forwarded_allow_ips" and isinstance(value, (list, tuple)):
+            return ",".join(str(item) for item in value)  # gunicorn takes a list here too
+        return value
     if kind == "tuple[str, ...]":
         return (value,)  # `bind = "0.0.0.0:8000"`: one item, as gunicorn takes it
     text = value.strip()
@@ -591,9 +595,9 @@ def convert(name: str, value: Any) -> Any:
         if kind in ("float", float):
             return float(text)
         if kind in ("bool", bool):
-            if text.lower() in _TRUE:
+            if text.lower() in TRUE:
                 return True
-            if text.lower() in _FALSE:
+            if text.lower() in FALSE:
                 return False
             raise ValueError(text)
     except ValueError:

@@ -305,3 +305,42 @@ def test_short_flags_of_gunicorn_work_together_on_one_command_line(
     assert (resolved.settings.timeout, resolved.settings.workers) == (45.0, 2)
     assert resolved.settings.raw_env == ("A=1",)
     assert warnings == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("daemon", "false"), ("spew", "False"), ("control_socket_mode", "0600"), ("sendfile", None)],
+)
+def test_gunicorns_default_written_as_text_is_still_its_default(
+    name: str, value: Any, tmp_path: Path, warnings: list[str]
+) -> None:
+    assert from_file(tmp_path, name, value).settings == Settings()
+    assert warnings == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "setting", "expected"),
+    [
+        ("user", 1000, "user", "1000"),
+        ("group", 0, "group", "0"),
+        (
+            "forwarded_allow_ips",
+            ["10.0.0.1", "10.0.0.2"],
+            "forwarded_allow_ips",
+            "10.0.0.1,10.0.0.2",
+        ),
+        ("bind", "0.0.0.0:80", "bind", ("0.0.0.0:80",)),
+        ("limit_request_fields", "50", "limit_request_fields", 50),
+    ],
+)
+def test_values_gunicorn_accepts_in_other_shapes_are_taken_too(
+    name: str, value: Any, setting: str, expected: Any, tmp_path: Path, warnings: list[str]
+) -> None:
+    assert getattr(from_file(tmp_path, name, value).settings, setting) == expected
+
+
+def test_a_misspelled_gunicorn_name_gets_a_did_you_mean(
+    tmp_path: Path, warnings: list[str]
+) -> None:
+    with pytest.raises(StartupError, match="did you mean tmp_upload_dir"):
+        from_file(tmp_path, "tmp_uplod_dir", "/tmp")
