@@ -25,6 +25,7 @@ from .control import bind_control, control_path, query_status
 from .errors import StartupError
 from .listeners import parse_bind
 from .pidfile import PidFile
+from .reload import check_engine
 from .serving import open_listeners
 from .settings import SECTIONS, Settings, convert, setting_fields
 from .supervisor import Supervisor
@@ -353,6 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         prepare_process(settings.chdir, settings.pythonpath, settings.raw_env, settings.umask)
         tls.server_context(settings)  # a bad certificate fails here, not in every worker
+        if settings.reload:
+            check_engine(settings.reload_engine)
         if resolved.actions.get("check_config"):
             for spec in settings.bind:  # a bind that cannot work fails the check too
                 parse_bind(spec)

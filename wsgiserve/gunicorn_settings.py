@@ -151,12 +151,7 @@ ROWS: tuple[Row, ...] = (
     _honoured("limit_request_field_size", ("--limit-request-field_size",)),
     # -- development ------------------------------------------------------------------------
     _honoured("reload", ("--reload",), switch=True),
-    _warned(
-        "reload_engine",
-        ("--reload-engine",),
-        "wsgiserve watches with watchfiles when it is installed, else it polls",
-        default="auto",
-    ),
+    _honoured("reload_engine", ("--reload-engine",), note="inotify: through watchfiles"),
     _honoured("reload_extra_files", ("--reload-extra-file",), many=True),
     _warned(
         "spew",

@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from .errors import StartupError
+
 log = logging.getLogger("wsgiserve.error")
 
 SKIP_DIRS = {".venv", "venv", "__pycache__", "node_modules", "site-packages", ".git", ".tox"}
@@ -87,12 +89,36 @@ class PollingWatcher:
         return changed
 
 
+def check_engine(engine: str) -> None:
+    """Refuse `--reload-engine inotify` up front when watchfiles is not installed.
+
+    Raises:
+        StartupError: it is not, with the fix.
+    """
+    if engine == "inotify":
+        try:
+            import watchfiles  # noqa: F401
+        except ImportError:
+            raise StartupError(
+                "--reload-engine inotify needs watchfiles: pip install watchfiles "
+                "(or the wsgiserve[reload] extra), or use --reload-engine poll"
+            ) from None
+
+
 def start_watching(
-    roots: list[Path], notify: Callable[[list[str]], None], extra: Sequence[str] = ()
+    roots: list[Path],
+    notify: Callable[[list[str]], None],
+    extra: Sequence[str] = (),
+    engine: str = "auto",
 ) -> str:
     """Call `notify(paths)` from a daemon thread whenever a .py file under `roots` or a file
-    the `extra` paths or glob patterns name changes; returns the engine."""
+    the `extra` paths or glob patterns name changes; returns the engine used.
+
+    `engine`: "auto" (watchfiles when installed, else polling), "poll" or "inotify"
+    (watchfiles; `check_engine` first)."""
     try:
+        if engine == "poll":
+            raise ImportError("polling asked for")
         import watchfiles
     except ImportError:
         watcher = PollingWatcher(roots, extra)

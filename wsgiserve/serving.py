@@ -45,6 +45,7 @@ SUPERVISOR_ONLY = (
     "group",
     "factory",
     "reload",
+    "reload_engine",
     "reload_extra_files",
     "chdir",
     "pythonpath",

@@ -12,6 +12,7 @@ from typing import Any
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 THREAD_POLICIES = ("batch", "normal")
+RELOAD_ENGINES = ("auto", "poll", "inotify")  # gunicorn's names; inotify means watchfiles
 # The facility names syslog knows (logging.handlers.SysLogHandler.facility_names has them too).
 SYSLOG_FACILITIES = frozenset(
     (
@@ -457,6 +458,15 @@ class Settings:
         "changes (watchfiles if installed, else polling).",
     )
 
+    reload_engine: str = _setting(
+        "process",
+        "auto",
+        "--reload-engine",
+        metavar="ENGINE",
+        help="How --reload notices changes: auto (watchfiles when installed, else polling), "
+        "poll (a look every second; works on network and container mounts where change events "
+        "never arrive) or inotify (watchfiles, which must be installed).",
+    )
     reload_extra_files: tuple[str, ...] = _setting(
         "process",
         (),
@@ -535,6 +545,8 @@ class Settings:
         if self.thread_policy not in THREAD_POLICIES:
             raise ValueError(f"thread_policy must be one of {', '.join(THREAD_POLICIES)}")
         object.__setattr__(self, "reload_extra_files", tuple(self.reload_extra_files))
+        if self.reload_engine not in RELOAD_ENGINES:
+            raise ValueError(f"reload_engine must be one of {', '.join(RELOAD_ENGINES)}")
         if self.logconfig_dict is not None and not isinstance(self.logconfig_dict, dict):
             raise ValueError("logconfig_dict must be a dictionary for logging.config.dictConfig")
         if self.syslog_facility.lower() not in SYSLOG_FACILITIES:

@@ -713,6 +713,8 @@ def test_reload_extra_file_restarts_the_workers_when_a_template_changes(tmp_path
     server = start_server(
         "templated:app",
         "--reload",
+        "--reload-engine",
+        "poll",  # gunicorn's choice for mounts where change events never arrive
         "--reload-extra-file",
         "templates/*.html",
         "--chdir",
@@ -724,5 +726,6 @@ def test_reload_extra_file_restarts_the_workers_when_a_template_changes(tmp_path
         page.write_text("two")
         assert eventually(lambda: get(server, "/").text == "two", WAIT), server.log.text
         assert "page.html changed; restarting workers" in server.log.text
+        assert re.search(r"--reload: watching .* with polling", server.log.text)
     finally:
         assert server.stop() == 0

@@ -9,7 +9,9 @@ refused: loading stops (exit code 1) with the row's reason. The loading path run
 from __future__ import annotations
 
 import logging
+import os
 import shlex
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import pytest
 from wsgiserve import cli
 from wsgiserve.errors import StartupError
 from wsgiserve.gunicorn_settings import BY_NAME, ROWS, Row
+from wsgiserve.reload import PollingWatcher, check_engine
 from wsgiserve.settings import Settings
 
 # gunicorn 27.0.1's settings (gunicorn/config.py), less its hooks and its ASGI, HTTP/2 and
@@ -344,3 +347,25 @@ def test_a_misspelled_gunicorn_name_gets_a_did_you_mean(
 ) -> None:
     with pytest.raises(StartupError, match="did you mean tmp_upload_dir"):
         from_file(tmp_path, "tmp_uplod_dir", "/tmp")
+
+
+def test_reload_engine_inotify_without_watchfiles_is_refused_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "watchfiles", None)  # not installed
+    with pytest.raises(StartupError, match="pip install watchfiles") as refused:
+        check_engine("inotify")
+    assert refused.value.exit_code == 1
+    check_engine("poll")
+    check_engine("auto")
+
+
+def test_reload_engine_poll_polls_the_extra_files(tmp_path: Path) -> None:
+    page = tmp_path / "page.html"
+    page.write_text("one")
+    watcher = PollingWatcher([], [str(tmp_path / "*.html"), str(tmp_path / "later.txt")])
+    assert watcher.changed() == []
+    os.utime(page, (1, 1))
+    (tmp_path / "later.txt").write_text("here now")
+    (tmp_path / "ignored.css").write_text("not watched")
+    assert sorted(p.name for p in watcher.changed()) == ["later.txt", "page.html"]
