@@ -119,12 +119,7 @@ def _add_gunicorn_flags(parser: argparse.ArgumentParser) -> None:
             continue
         if row.setting is not None:  # tested: an honoured flag is a setting's flag
             raise AssertionError(f"gunicorn's {flags} has no wsgiserve setting")
-        if row.outcome == "honoured":
-            what = row.note
-        elif row.outcome == "warned":
-            what = f"ignored with a warning: {row.note}"
-        else:
-            what = f"refused: {row.note}"
+        what = gunicorn_settings.describe(row, defaults=False).replace("`", "")
         kwargs: dict[str, Any] = {"dest": row.name, "default": argparse.SUPPRESS}
         if row.switch is not None:
             kwargs.update(action="store_const", const=row.switch)

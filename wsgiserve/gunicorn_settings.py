@@ -385,25 +385,32 @@ ALIASES = {
 UNMAPPED = frozenset(row.name for row in ROWS if row.setting is None)
 
 
+def describe(row: Row, defaults: bool = True) -> str:
+    """What happens to `row`, in one line for the README table and --help (`defaults`: say
+    that gunicorn's default is accepted silently)."""
+    if row.outcome == "honoured":
+        what = "honoured"
+        if row.setting and row.setting != row.name:
+            what += f", as `{row.setting}`"
+        if row.note:
+            what += f" ({row.note})"
+    elif row.outcome == "warned":
+        what = f"accepted with a warning: {row.note}"
+    else:
+        what = f"refused: {row.note}"
+    if row.judge is _worker_class:
+        what += " (gthread and uvicorn.workers.UvicornWorker alike); gevent, eventlet, "
+        what += "tornado and any other class are refused"
+    if defaults and row.outcome != "honoured" and row.default is not _ANY:
+        shown = f"`{row.default!r}`" if len(repr(row.default)) < 30 else ""
+        what += f" (silent when set to gunicorn's default {shown})".replace(" )", ")")
+    return what
+
+
 def markdown_table() -> str:
     """The README's "Coming from gunicorn" table: every row, name and flags -> what happens."""
     lines = ["| gunicorn setting | flags | wsgiserve |", "|---|---|---|"]
     for row in ROWS:
         flags = ", ".join(f"`{flag}`" for flag in row.flags) or "(config file only)"
-        if row.outcome == "honoured":
-            what = "honoured"
-            if row.setting and row.setting != row.name:
-                what += f", as `{row.setting}`"
-            if row.note:
-                what += f" ({row.note})"
-        elif row.outcome == "warned":
-            what = f"accepted with a warning: {row.note}"
-        else:
-            what = f"refused: {row.note}"
-        if row.judge is _worker_class:
-            what += "; gevent, eventlet and tornado are refused"
-        if row.outcome != "honoured" and row.default is not _ANY:
-            shown = f"`{row.default!r}`" if len(repr(row.default)) < 30 else ""
-            what += f" (silent when set to gunicorn's default {shown})".replace(" )", ")")
-        lines.append(f"| `{row.name}` | {flags} | {what} |")
+        lines.append(f"| `{row.name}` | {flags} | {describe(row)} |")
     return "\n".join(lines)
