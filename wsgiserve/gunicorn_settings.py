@@ -33,7 +33,17 @@ _FOREGROUND = (
 )
 _PASTE = "PasteDeploy is not supported: name the app as MODULE:APP"
 _GREEN = {"gevent", "eventlet", "tornado"}
-WORKER_CLASSES_OK = {"sync", "gthread", "uvicorn.workers.UvicornWorker"}
+# Worker classes whose job wsgiserve's own worker does: accepted with a warning.
+WORKER_CLASSES_OK = {
+    "sync",
+    "gthread",
+    "egg:gunicorn#sync",
+    "egg:gunicorn#gthread",
+    "gunicorn.workers.sync.SyncWorker",
+    "gunicorn.workers.gthread.ThreadWorker",
+    "uvicorn.workers.UvicornWorker",
+    "uvicorn_worker.UvicornWorker",
+}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -369,3 +369,20 @@ def test_reload_engine_poll_polls_the_extra_files(tmp_path: Path) -> None:
     (tmp_path / "later.txt").write_text("here now")
     (tmp_path / "ignored.css").write_text("not watched")
     assert sorted(p.name for p in watcher.changed()) == ["later.txt", "page.html"]
+
+
+@pytest.mark.parametrize(
+    "worker_class",
+    [
+        "gthread",
+        "gunicorn.workers.gthread.ThreadWorker",
+        "egg:gunicorn#sync",
+        "uvicorn_worker.UvicornWorker",
+    ],
+)
+def test_worker_classes_wsgiserve_stands_in_for_are_warned_not_refused(
+    worker_class: str, tmp_path: Path, warnings: list[str]
+) -> None:
+    from_file(tmp_path, "worker_class", worker_class)
+    [line] = warnings
+    assert "worker_class is ignored: wsgiserve always runs an event loop" in line
