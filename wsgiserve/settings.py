@@ -35,9 +35,10 @@ SECTIONS = (
 
 
 def _setting(
-    section: str, default: Any, *flags: str, help: str, unit: str = "", metavar: str = ""
+    default: Any, *flags: str, section: str, help: str, unit: str = "", metavar: str = ""
 ) -> Any:
-    assert section in SECTIONS, section
+    if section not in SECTIONS:
+        raise ValueError(f"section {section!r} is not one of {SECTIONS}")
     meta = {"flags": flags, "help": help, "unit": unit, "metavar": metavar, "section": section}
     if isinstance(default, (list, tuple)):
         return dataclasses.field(default=tuple(default), metadata=meta)
@@ -49,27 +50,26 @@ class Settings:
     """How one server runs. Build with keyword arguments or `Settings.from_mapping`."""
 
     bind: tuple[str, ...] = _setting(
-        "binding",
         ("127.0.0.1:8000",),
         "-b",
         "--bind",
         metavar="ADDRESS",
         help="Where to listen: HOST:PORT, [IPv6]:PORT or unix:PATH. Repeat to listen on several.",
+        section="binding",
     )
     threads: int = _setting(
-        "workers", 8, "--threads", metavar="N", help="Worker threads that run the WSGI app."
+        8, "--threads", metavar="N", help="Worker threads that run the WSGI app.", section="workers"
     )
     thread_policy: str = _setting(
-        "workers",
         "batch",
         "--thread-policy",
         metavar="POLICY",
         help="Linux scheduling policy of the app threads: batch (SCHED_BATCH: a thread "
         "handed a request does not preempt the event loop, which saves context switches; "
         "same CPU share as normal) or normal.",
+        section="workers",
     )
     keep_alive: float = _setting(
-        "timeouts",
         5.0,
         "--keep-alive",
         "--keepalive",
@@ -77,35 +77,35 @@ class Settings:
         metavar="SECONDS",
         help="How long an idle keep-alive connection is held open. Keep it above your load "
         "balancer's idle timeout.",
+        section="timeouts",
     )
     header_timeout: float = _setting(
-        "timeouts",
         10.0,
         "--header-timeout",
         unit="seconds",
         metavar="SECONDS",
         help="Time a client has, from connecting or from the end of the previous response, "
         "to send a whole request head (slowloris defence; 408 then close).",
+        section="timeouts",
     )
     body_timeout: float = _setting(
-        "timeouts",
         30.0,
         "--body-timeout",
         unit="seconds",
         metavar="SECONDS",
         help="Longest pause while a request body is arriving (a stalled upload is cut off).",
+        section="timeouts",
     )
     write_timeout: float = _setting(
-        "timeouts",
         30.0,
         "--write-timeout",
         unit="seconds",
         metavar="SECONDS",
         help="Longest a response may make no progress because the client stopped reading; "
         "then the connection is dropped and its thread freed.",
+        section="timeouts",
     )
     min_upload_rate: float = _setting(
-        "timeouts",
         240.0,
         "--min-upload-rate",
         unit="bytes/s",
@@ -113,9 +113,9 @@ class Settings:
         help="Slowest a request body may arrive, on average, once --min-rate-grace has passed "
         "(counted only while the server wants to read). A trickling upload is cut off with 408 "
         "instead of holding a thread. 0: off.",
+        section="timeouts",
     )
     min_download_rate: float = _setting(
-        "timeouts",
         240.0,
         "--min-download-rate",
         unit="bytes/s",
@@ -123,26 +123,26 @@ class Settings:
         help="Slowest a client may take a response whose bytes wait for it, measured over "
         "each --min-rate-grace window while writing is stalled; a slower one is dropped and "
         "its thread freed long before --write-timeout. 0: off.",
+        section="timeouts",
     )
     min_rate_grace: float = _setting(
-        "timeouts",
         5.0,
         "--min-rate-grace",
         unit="seconds",
         metavar="SECONDS",
         help="How long an upload or a stalled download may run before the minimum rates apply.",
+        section="timeouts",
     )
     response_budget: int = _setting(
-        "limits",
         64 * 1024 * 1024,
         "--response-budget",
         unit="bytes",
         metavar="BYTES",
         help="Response bytes one worker may hold for clients that stopped reading; past it, "
         "app threads wait before writing more instead of the server buffering it. 0: no limit.",
+        section="limits",
     )
     body_preread: int = _setting(
-        "limits",
         64 * 1024,
         "--body-preread",
         unit="bytes",
@@ -150,76 +150,76 @@ class Settings:
         help="A request body up to this size (by Content-Length) is read whole before the app "
         "is called, so an app thread never waits on the network for it. Not with "
         "Expect: 100-continue (the app decides). 0: hand every request over at once.",
+        section="limits",
     )
     limit_request_body: int = _setting(
-        "limits",
         0,
         "--limit-request-body",
         unit="bytes",
         metavar="BYTES",
         help="Largest request body accepted (larger: 413, before any 100 Continue). 0: no limit.",
+        section="limits",
     )
     limit_concurrency: int = _setting(
-        "limits",
         0,
         "--limit-concurrency",
         metavar="N",
         help="Requests running plus waiting for a thread, per worker; past it new requests get "
         "503 with Retry-After. 0: no limit.",
+        section="limits",
     )
     graceful_timeout: float = _setting(
-        "timeouts",
         30.0,
         "--graceful-timeout",
         unit="seconds",
         metavar="SECONDS",
         help="On SIGTERM/SIGINT, how long in-flight requests may take to finish.",
+        section="timeouts",
     )
     backlog: int = _setting(
-        "binding",
         2048,
         "--backlog",
         metavar="N",
         help="Pending connections the kernel queues per socket.",
+        section="binding",
     )
     log_level: str = _setting(
-        "logging",
         "info",
         "--log-level",
         metavar="LEVEL",
         help="Error log verbosity: " + ", ".join(LOG_LEVELS) + ".",
+        section="logging",
     )
     access_logfile: str | None = _setting(
-        "logging",
         None,
         "--access-logfile",
         metavar="FILE",
         help="Write an access log line per request to FILE ('-' is stdout). Off by default.",
+        section="logging",
     )
     access_logformat: str | None = _setting(
-        "logging",
         None,
         "--access-logformat",
         metavar="FORMAT",
         help="Access log format with gunicorn's atoms, e.g. '%(h)s \"%(r)s\" %(s)s %(M)sms'. "
         "Default: gunicorn's.",
+        section="logging",
     )
     access_log_json: bool = _setting(
-        "logging",
         False,
         "--access-log-json",
         help="Write the access log as one JSON object per line.",
+        section="logging",
     )
     error_logfile: str | None = _setting(
-        "logging",
         None,
         "--error-logfile",
         "--log-file",
         metavar="FILE",
         help="Where the error log goes ('-' or unset: stderr).",
+        section="logging",
     )
     log_config: str | None = _setting(
-        "logging",
         None,
         "--log-config",
         "--log-config-json",
@@ -227,129 +227,133 @@ class Settings:
         help="A logging configuration file: .ini, .conf or .cfg for logging.config.fileConfig "
         "(as gunicorn reads it), .toml or anything else as JSON for dictConfig. A logger it "
         "names is left to it.",
+        section="logging",
     )
     logconfig_dict: dict[str, Any] | None = _setting(  # noqa: RUF009 (None by default)
-        "logging",
         None,
         help="A logging.config.dictConfig dictionary (a config file's logconfig_dict, as in "
         "gunicorn); applied after --log-config. A logger it names is left to it.",
+        section="logging",
     )
     syslog: bool = _setting(
-        "logging",
         False,
         "--log-syslog",
         help="Send the error log to syslog as well, and the access log too unless "
         "--disable-redirect-access-to-syslog.",
+        section="logging",
     )
     syslog_addr: str = _setting(
-        "logging",
         "udp://localhost:514",
         "--log-syslog-to",
         metavar="ADDRESS",
         help="Where --log-syslog sends lines: udp://HOST:PORT, tcp://HOST:PORT or unix://PATH "
         "(the local syslog daemon: unix:///dev/log).",
+        section="logging",
     )
     syslog_prefix: str | None = _setting(
-        "logging",
         None,
         "--log-syslog-prefix",
         metavar="NAME",
         help="The program name syslog lines carry. Default: --name, else wsgiserve.",
+        section="logging",
     )
     syslog_facility: str = _setting(
-        "logging",
         "user",
         "--log-syslog-facility",
         metavar="FACILITY",
         help="The syslog facility, e.g. user, daemon, local0 ... local7.",
+        section="logging",
     )
     disable_redirect_access_to_syslog: bool = _setting(
-        "logging",
         False,
         "--disable-redirect-access-to-syslog",
         help="With --log-syslog, keep access-log lines out of syslog.",
+        section="logging",
     )
     capture_output: bool = _setting(
-        "logging",
         False,
         "--capture-output",
         help="Send the app's stdout and stderr to the error log file.",
+        section="logging",
     )
     forwarded_allow_ips: str = _setting(
-        "proxies",
         "127.0.0.1,::1",
         "--forwarded-allow-ips",
         metavar="IPS",
         help="Peers (IPs, CIDRs, or *) whose X-Forwarded-* and Forwarded headers are believed. "
         "Default: $FORWARDED_ALLOW_IPS, else 127.0.0.1,::1.",
+        section="proxies",
     )
     limit_request_line: int = _setting(
-        "limits",
         4094,
         "--limit-request-line",
         unit="bytes",
         metavar="BYTES",
         help="Longest request line accepted (longer: 414). 0 means the maximum, 65535.",
+        section="limits",
     )
     limit_request_fields: int = _setting(
-        "limits",
         100,
         "--limit-request-fields",
         metavar="N",
         help="Most header fields in one request (more: 431). 0 means the maximum, 32768.",
+        section="limits",
     )
     limit_request_field_size: int = _setting(
-        "limits",
         8190,
         "--limit-request-field_size",
         "--limit-request-field-size",
         unit="bytes",
         metavar="BYTES",
         help="Longest header field line, CRLF included (longer: 431). 0 means the maximum, 65535.",
+        section="limits",
     )
 
     max_connections: int = _setting(
-        "limits",
         0,
         "--max-connections",
         "--worker-connections",
         metavar="N",
         help="Open connections per worker; past it the worker stops accepting until some "
         "close. 0: as many as the open-file limit allows, keeping 10% spare.",
+        section="limits",
     )
 
     # -- observability --------------------------------------------------------------------
     metrics_bind: str | None = _setting(
-        "metrics",
         None,
         "--metrics-bind",
         metavar="HOST:PORT",
         help="Serve Prometheus metrics (per worker and summed) at http://HOST:PORT/metrics, "
         "from the supervisor. Off by default.",
+        section="metrics",
     )
     statsd_host: str | None = _setting(
-        "metrics",
         None,
         "--statsd-host",
         metavar="HOST:PORT",
         help="Send gunicorn-style statsd metrics (UDP) to HOST:PORT.",
+        section="metrics",
     )
     statsd_prefix: str = _setting(
-        "metrics", "", "--statsd-prefix", metavar="PREFIX", help="Prefix for statsd metric names."
+        "",
+        "--statsd-prefix",
+        metavar="PREFIX",
+        help="Prefix for statsd metric names.",
+        section="metrics",
     )
 
     # -- processes ------------------------------------------------------------------------
     workers: int = _setting(
-        "workers",
         1,
         "-w",
         "--workers",
         metavar="N",
         help="Worker processes, each with its own event loop and threads. Default: "
         "$WEB_CONCURRENCY, else 1.",
+        section="workers",
     )
     timeout: float = _setting(
-        "timeouts",
         30.0,
         "-t",
         "--timeout",
@@ -357,148 +361,170 @@ class Settings:
         metavar="SECONDS",
         help="A request running longer is logged with its thread's stack; a worker whose event "
         "loop misses its heartbeat this long is killed and replaced. 0 turns both off.",
+        section="timeouts",
     )
     slow_request_threshold: float = _setting(
-        "timeouts",
         0.0,
         "--slow-request-threshold",
         unit="seconds",
         metavar="SECONDS",
         help="Log a request running longer than this, once, with its method, path, age and "
         "its thread's current stack. 0: use --timeout.",
+        section="timeouts",
     )
     max_requests: int = _setting(
-        "workers",
         0,
         "--max-requests",
         metavar="N",
         help="Restart a worker gracefully after it served N requests (0: never).",
+        section="workers",
     )
     max_requests_jitter: int = _setting(
-        "workers",
         0,
         "--max-requests-jitter",
         metavar="N",
         help="Add a random 0..N to --max-requests per worker, so workers do not restart together.",
+        section="workers",
     )
     preload_app: bool = _setting(
-        "workers",
         False,
         "--preload",
         help="Load the app in the supervisor, before the workers fork.",
+        section="workers",
     )
     reuse_port: bool = _setting(
-        "binding", False, "--reuse-port", help="Set SO_REUSEPORT on listening sockets."
+        False, "--reuse-port", help="Set SO_REUSEPORT on listening sockets.", section="binding"
     )
     pidfile: str | None = _setting(
-        "process", None, "-p", "--pid", metavar="FILE", help="Write the supervisor's pid to FILE."
+        None,
+        "-p",
+        "--pid",
+        metavar="FILE",
+        help="Write the supervisor's pid to FILE.",
+        section="process",
     )
     chdir: str | None = _setting(
-        "process", None, "--chdir", metavar="DIR", help="Change to DIR before loading the app."
+        None,
+        "--chdir",
+        metavar="DIR",
+        help="Change to DIR before loading the app.",
+        section="process",
     )
     pythonpath: str | None = _setting(
-        "process",
         None,
         "--pythonpath",
         metavar="DIRS",
         help="Comma-separated directories to put first on sys.path before loading the app.",
+        section="process",
     )
     raw_env: tuple[str, ...] = _setting(
-        "process",
         (),
         "-e",
         "--env",
         metavar="KEY=VALUE",
         help="Set an environment variable for the app. Repeatable.",
+        section="process",
     )
     proc_name: str | None = _setting(
-        "process",
         None,
         "-n",
         "--name",
         metavar="NAME",
         help="Process title (shown by ps and top when setproctitle is installed).",
+        section="process",
     )
     umask: int = _setting(
-        "process",
         0,
         "-m",
         "--umask",
         metavar="MASK",
         help="umask for the processes, which sets the permissions of unix sockets "
         "(e.g. 0o007). 0 leaves the umask as it is.",
+        section="process",
     )
     user: str | None = _setting(
-        "process",
         None,
         "-u",
         "--user",
         metavar="USER",
         help="Run as this user (name or uid) once the sockets are bound; needs root.",
+        section="process",
     )
     group: str | None = _setting(
-        "process",
         None,
         "-g",
         "--group",
         metavar="GROUP",
         help="Run as this group (name or gid) once the sockets are bound; needs root.",
+        section="process",
     )
     factory: bool = _setting(
-        "workers",
         False,
         "--factory",
         help="Treat MODULE:NAME as a factory: call it to get the app.",
+        section="workers",
     )
     reload: bool = _setting(
-        "process",
         False,
         "--reload",
         help="Development: restart the workers when a .py file under the app's directory "
         "changes (watchfiles if installed, else polling).",
+        section="process",
     )
 
     reload_engine: str = _setting(
-        "process",
         "auto",
         "--reload-engine",
         metavar="ENGINE",
         help="How --reload notices changes: auto (watchfiles when installed, else polling), "
         "poll (a look every second; works on network and container mounts where change events "
         "never arrive) or inotify (watchfiles, which must be installed).",
+        section="process",
     )
     reload_extra_files: tuple[str, ...] = _setting(
-        "process",
         (),
         "--reload-extra-file",
         metavar="FILE",
         help="With --reload, also restart the workers when FILE changes (any kind: templates, "
         ".env ...); a glob pattern such as 'templates/**/*.html' works too. Repeatable.",
+        section="process",
     )
 
     # -- TLS ---------------------------------------------------------------------------------
     certfile: str | None = _setting(
-        "TLS", None, "--certfile", metavar="FILE", help="Serve HTTPS with this certificate (PEM)."
+        None,
+        "--certfile",
+        metavar="FILE",
+        help="Serve HTTPS with this certificate (PEM).",
+        section="TLS",
     )
     keyfile: str | None = _setting(
-        "TLS", None, "--keyfile", metavar="FILE", help="The certificate's private key (PEM)."
+        None,
+        "--keyfile",
+        metavar="FILE",
+        help="The certificate's private key (PEM).",
+        section="TLS",
     )
     ca_certs: str | None = _setting(
-        "TLS",
         None,
         "--ca-certs",
         metavar="FILE",
         help="CA certificates to verify client certificates.",
+        section="TLS",
     )
     cert_reqs: int = _setting(
-        "TLS",
         0,
         "--cert-reqs",
         metavar="N",
         help="Client certificates: 0 not asked, 1 optional, 2 required (gunicorn's numbers).",
+        section="TLS",
     )
     ciphers: str | None = _setting(
-        "TLS", None, "--ciphers", metavar="LIST", help="OpenSSL cipher list (default: Python's)."
+        None,
+        "--ciphers",
+        metavar="LIST",
+        help="OpenSSL cipher list (default: Python's).",
+        section="TLS",
     )
 
     def __post_init__(self) -> None:

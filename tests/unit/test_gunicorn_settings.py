@@ -8,6 +8,7 @@ refused: loading stops (exit code 1) with the row's reason. The loading path run
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shlex
@@ -386,3 +387,13 @@ def test_worker_classes_wsgiserve_stands_in_for_are_warned_not_refused(
     from_file(tmp_path, "worker_class", worker_class)
     [line] = warnings
     assert "worker_class is ignored: wsgiserve always runs an event loop" in line
+
+
+@pytest.mark.parametrize("row", [row for row in ROWS if row.setting is None], ids=lambda r: r.name)
+def test_a_row_without_a_setting_names_no_setting_wsgiserve_has(row: Row) -> None:
+    # Adding a setting under a gunicorn name (proxy_protocol, root_path ...) must come with its
+    # row turned to honoured, or the table would go on refusing or ignoring it.
+    assert row.name not in {field.name for field in dataclasses.fields(Settings)}, (
+        f"wsgiserve now has a {row.name} setting: make its row in "
+        "wsgiserve/gunicorn_settings.py honoured"
+    )
