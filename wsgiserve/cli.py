@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
             "metavar": meta["metavar"] or None,
             "default": argparse.SUPPRESS,
         }
+        if meta.get("const") is not None:
+            kwargs["nargs"] = "?"
+            kwargs["const"] = meta["const"]
         if field.type in ("tuple[str, ...]",):
             kwargs["action"] = "append"
         elif field.type in ("bool", bool):

@@ -239,10 +239,14 @@ ROWS: tuple[Row, ...] = (
         "a header whose name holds '_' is always dropped (gunicorn's 'drop')",
         default="drop",
     ),
-    _refused("proxy_protocol", ("--proxy-protocol",), NOT_YET, default="off"),
-    _refused("proxy_allow_ips", ("--proxy-allow-from",), NOT_YET, default="127.0.0.1,::1"),
-    _refused("protocol", ("--protocol",), NOT_YET, default="http"),
-    _refused("uwsgi_allow_ips", ("--uwsgi-allow-from",), NOT_YET, default="127.0.0.1,::1"),
+    _honoured(
+        "proxy_protocol",
+        ("--proxy-protocol",),
+        note="v1, v2 or auto; True, gunicorn's old spelling, means auto",
+    ),
+    _honoured("proxy_allow_ips", ("--proxy-allow-from",)),
+    _honoured("protocol", ("--protocol",), note="http or uwsgi"),
+    _honoured("uwsgi_allow_ips", ("--uwsgi-allow-from",)),
     _refused("root_path", ("--root-path",), NOT_YET, default=""),
     # -- HTTP parsing -----------------------------------------------------------------------
     _warned(

@@ -31,6 +31,7 @@ from .errors import (
     NotImplementedCoding,
     PayloadTooLarge,
     URITooLong,
+    UwsgiOnHttpListener,
 )
 from .proxy import TrustedProxies, apply_proxy_headers
 
@@ -68,6 +69,27 @@ class RequestSink(Protocol):
     def on_refused(self, error: HTTPError, in_body: bool) -> None:
         """The input cannot be served past this point; `in_body`: the error is in the
         body of a request already reported by `on_head`. Nothing more is parsed."""
+
+    def use_parser(self, parser: Parser) -> None:
+        """From now on `parser` parses this connection (after a PROXY protocol header)."""
+
+
+class Parser(Protocol):
+    """What a connection needs of the parser of its protocol (HTTP/1.x or uwsgi)."""
+
+    stopped: bool  # nothing more is parsed
+    in_head: bool  # bytes of a request head arrived and its end has not
+    pause_after_head: bool  # set by the sink: stop at the next head's end
+    head_method: bool  # the request being parsed is a HEAD
+
+    def feed(self, data: bytes) -> bytes:
+        """Parse `data`; return what was held back because `pause_after_head` was set."""
+
+    def stop(self) -> None:
+        """Parse nothing more."""
+
+    def partial_environ(self) -> Environ:
+        """What is known of a request refused before its environ was complete."""
 
 
 class _Stop(Exception):
@@ -381,6 +403,8 @@ class RequestParser:
                 http_error = NotImplementedCoding("unknown method")
                 self._method, _, rest = line.group().partition(b" ")  # for the access log
                 self._url = rest.rpartition(b" ")[0]
+            elif piece[:1] == b"\x00" and not self._method:
+                http_error = UwsgiOnHttpListener("a uwsgi packet on an HTTP listener")
         self._refuse(http_error, self._in_body)
 
     def _upgrade(self, rest: bytes) -> None:

@@ -96,11 +96,17 @@ def open_listeners(settings: Settings) -> list[Listener]:
     listeners = systemd_listeners(scheme)
     if listeners:
         log.info("Using %d socket(s) from systemd socket activation", len(listeners))
-        return listeners
+        return [dataclasses.replace(each, protocol=settings.protocol) for each in listeners]
     try:
         for spec in settings.bind:
             listeners.append(
-                open_listener(spec, settings.backlog, scheme=scheme, reuse_port=settings.reuse_port)
+                open_listener(
+                    spec,
+                    settings.backlog,
+                    scheme=scheme,
+                    reuse_port=settings.reuse_port,
+                    protocol=settings.protocol,
+                )
             )
     except BaseException:
         for listener in listeners:

@@ -12,6 +12,8 @@ from typing import Any
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 THREAD_POLICIES = ("batch", "normal")
+PROTOCOLS = ("http", "uwsgi")
+PROXY_MODES = ("off", "v1", "v2", "auto")
 RELOAD_ENGINES = ("auto", "poll", "inotify")  # gunicorn's names; inotify means watchfiles
 # The facility names syslog knows (logging.handlers.SysLogHandler.facility_names has them too).
 SYSLOG_FACILITIES = frozenset(
@@ -35,11 +37,25 @@ SECTIONS = (
 
 
 def _setting(
-    default: Any, *flags: str, section: str, help: str, unit: str = "", metavar: str = ""
+    default: Any,
+    *flags: str,
+    section: str,
+    help: str,
+    unit: str = "",
+    metavar: str = "",
+    const: Any = None,
 ) -> Any:
+    # `const`: the value of the flag given without one (argparse's nargs="?").
     if section not in SECTIONS:
         raise ValueError(f"section {section!r} is not one of {SECTIONS}")
-    meta = {"flags": flags, "help": help, "unit": unit, "metavar": metavar, "section": section}
+    meta = {
+        "flags": flags,
+        "help": help,
+        "unit": unit,
+        "metavar": metavar,
+        "const": const,
+        "section": section,
+    }
     if isinstance(default, (list, tuple)):
         return dataclasses.field(default=tuple(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -282,6 +298,43 @@ class Settings:
         metavar="IPS",
         help="Peers (IPs, CIDRs, or *) whose X-Forwarded-* and Forwarded headers are believed. "
         "Default: $FORWARDED_ALLOW_IPS, else 127.0.0.1,::1.",
+        section="proxies",
+    )
+    proxy_protocol: str = _setting(
+        "off",
+        "--proxy-protocol",
+        metavar="MODE",
+        const="auto",
+        help="Read a PROXY protocol header (HAProxy, AWS NLB, stunnel) at the start of each "
+        "connection from --proxy-allow-from peers, and take the client's address from it: "
+        "off, v1, v2 or auto (the flag alone). A connection without one is served as is.",
+        section="proxies",
+    )
+    proxy_allow_ips: str = _setting(
+        "127.0.0.1,::1",
+        "--proxy-allow-from",
+        "--proxy-allow-ips",
+        metavar="IPS",
+        help="Peers (IPs, CIDRs, or *) that may send a PROXY protocol header. Unix-socket "
+        "peers are always allowed.",
+        section="proxies",
+    )
+    protocol: str = _setting(
+        "http",
+        "--protocol",
+        metavar="PROTOCOL",
+        help="What the listeners speak when a bind does not say: http, or uwsgi (the binary "
+        "protocol of nginx's uwsgi_pass and Apache's mod_proxy_uwsgi). A bind can say it "
+        "itself: -b uwsgi://127.0.0.1:3031 or -b uwsgi:unix:/run/app/uwsgi.sock.",
+        section="binding",
+    )
+    uwsgi_allow_ips: str = _setting(
+        "127.0.0.1,::1",
+        "--uwsgi-allow-ips",
+        "--uwsgi-allow-from",
+        metavar="IPS",
+        help="Peers (IPs, CIDRs, or *) that may send uwsgi requests (they set the client's "
+        "address and scheme). Unix-socket peers are always allowed.",
         section="proxies",
     )
     limit_request_line: int = _setting(
@@ -540,6 +593,23 @@ class Settings:
         from .proxy import TrustedProxies  # validates the list; raises ValueError
 
         TrustedProxies.parse(self.forwarded_allow_ips)
+        for name, flag in (
+            ("uwsgi_allow_ips", "uwsgi-allow-ips"),
+            ("proxy_allow_ips", "proxy-allow-from"),
+        ):
+            try:
+                TrustedProxies.parse(getattr(self, name))
+            except ValueError as error:
+                raise ValueError(str(error).replace("forwarded-allow-ips", flag)) from None
+        if isinstance(self.proxy_protocol, bool):  # gunicorn before 24: a switch
+            object.__setattr__(self, "proxy_protocol", "auto" if self.proxy_protocol else "off")
+        if self.proxy_protocol not in PROXY_MODES:
+            modes = ", ".join(PROXY_MODES)
+            raise ValueError(f"proxy_protocol must be one of {modes}, not {self.proxy_protocol!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(
+                f"protocol must be one of {', '.join(PROTOCOLS)}, not {self.protocol!r}"
+            )
         if self.cert_reqs not in (0, 1, 2):
             raise ValueError("cert_reqs must be 0, 1 or 2")
         for name in ("max_requests", "max_requests_jitter", "umask", "max_connections"):

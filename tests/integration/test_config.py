@@ -662,7 +662,7 @@ logconfig_dict = {{
     ("line", "reason"),
     [
         ("daemon = True", "daemon is not supported: wsgiserve stays in the foreground"),
-        ("proxy_protocol = 'v2'", "proxy_protocol is not supported: not supported yet"),
+        ("root_path = '/api'", "root_path is not supported: not supported yet"),
         ("paste = 'production.ini'", "paste is not supported: PasteDeploy is not supported"),
     ],
 )
