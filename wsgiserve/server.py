@@ -17,7 +17,7 @@ from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
 
-from . import accesslog, tls
+from . import accesslog, logs, tls
 from .call import App, run_app
 from .connection import HttpConnection
 from .context import ConnectionContext, limits_from
@@ -57,7 +57,7 @@ class Server:
         self.app = app
         self.settings = settings
         self.clock = ServerClock(SERVER_NAME)
-        if settings.access_logfile or settings.log_config:
+        if logs.wants_access_log(settings):
             self.clock.access_log = accesslog.AccessLog(
                 settings.access_logformat, settings.access_log_json
             )

@@ -45,6 +45,8 @@ SUPERVISOR_ONLY = (
     "group",
     "factory",
     "reload",
+    "reload_engine",
+    "reload_extra_files",
     "chdir",
     "pythonpath",
     "raw_env",
@@ -86,13 +88,7 @@ def _flag(name: str, value: Any) -> str:
 
 
 def _configure_logs(settings: Settings) -> None:
-    logs.configure(
-        settings.log_level,
-        settings.access_logfile,
-        error_logfile=settings.error_logfile,
-        log_config=settings.log_config,
-        capture_output=settings.capture_output,
-    )
+    logs.configure_from(settings)
 
 
 def open_listeners(settings: Settings) -> list[Listener]:
@@ -194,7 +190,7 @@ def background_server(
     """
     resolved = settings_for(host, port, settings)
     # In a test process, logging is left alone unless a log destination was asked for.
-    if resolved.access_logfile or resolved.log_config or resolved.error_logfile:
+    if logs.wants_access_log(resolved) or resolved.error_logfile or resolved.syslog:
         _configure_logs(resolved)
     listeners = open_listeners(resolved)
     server = Server(app, resolved)
