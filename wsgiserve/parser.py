@@ -335,7 +335,8 @@ class RequestParser:
         # The version llhttp parsed is right there: "HTTP/1.1" (no formatting call).
         version = _VERSIONS.get(line[version_at + 5 : end]) or self._parser.get_http_version()
         try:
-            validate.check_version(version)
+            if version != "1.1" and version != "1.0":
+                validate.check_version(version)  # raises
             environ = request_environ(self._environ_base, method, url, version, headers, EMPTY_BODY)
             validate.check_request(environ, version)
             apply_proxy_headers(environ, self._peer_trusted, self._proxies)
@@ -368,7 +369,9 @@ class RequestParser:
         self._on_head(
             environ,
             version,
-            validate.keep_alive_requested(environ, version),
+            version == "1.1"  # the usual case of keep_alive_requested, without the call
+            if "HTTP_CONNECTION" not in environ
+            else validate.keep_alive_requested(environ, version),
             length,
             length != 0 and validate.wants_continue(environ, version),
             upgrade,
