@@ -104,7 +104,14 @@ def open_listeners(settings: Settings) -> list[Listener]:
     try:
         for spec in settings.bind:
             listeners.append(
-                open_listener(spec, settings.backlog, scheme=scheme, reuse_port=settings.reuse_port)
+                open_listener(
+                    spec,
+                    settings.backlog,
+                    scheme=scheme,
+                    reuse_port=settings.reuse_port,
+                    socket_mode=settings.socket_mode,
+                    socket_group=settings.socket_group,
+                )
             )
     except BaseException:
         for listener in listeners:
