@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import grp
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -26,6 +24,7 @@ import httpx
 import pytest
 
 from .apache_support import Apache, apache_binary, member, site_from_example, start_apache
+from .nginx_support import run_directory, web_server_group
 from .support import APPS, ServerProcess, Wire, start_server
 
 pytestmark = pytest.mark.timeout(120)
@@ -43,22 +42,11 @@ SPOOFED = {
 }
 
 
-def web_server_group() -> str:
-    """The group Apache's workers run as: www-data as root (Debian's), else our own."""
-    return "www-data" if os.geteuid() == 0 else grp.getgrgid(os.getegid()).gr_name
-
-
 @pytest.fixture(scope="module")
 def run_dir() -> Iterator[Path]:
-    """The guide's /run/wsgiserve: made with `mkdir -p`, so anyone may enter it (0755).
-
-    pytest's own temporary directories are private (0700): Apache's workers could not
-    reach a socket in them whatever the socket's mode.
-    """
-    directory = Path(tempfile.mkdtemp(prefix="wsgiserve-run-"))
-    directory.chmod(0o755)
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
+    """The guide's /run/wsgiserve (see nginx_support.run_directory)."""
+    with run_directory() as directory:
+        yield directory
 
 
 @dataclass
