@@ -304,9 +304,11 @@ def test_download_50_mib_streamed(stack: Stack) -> None:
 # -- one of two instances stopped under load ---------------------------------------------
 
 
-REQUESTS = 300
 LOOPS = 6  # client threads: half keep one connection to nginx, half open one per request
 STOP_AFTER = 100  # requests answered before the first instance gets SIGTERM
+# Requests sent after the first instance has exited, before the loop ends: the loop runs
+# until then (a fixed count could all be answered while the instance was still draining).
+AFTER_EXIT = 60
 # Seconds: a bound on the whole run, which takes 1-2 s on an idle machine. It is not what is
 # being tested, so it is generous enough for a busy CI runner.
 LOOP_DEADLINE = 45.0
@@ -354,13 +356,15 @@ def test_sigterm_to_one_of_two_instances_loses_no_request(
                 if len(outcomes) >= STOP_AFTER:
                     progressed.set()
 
+        def enough() -> bool:
+            with lock:
+                return sum(o.after_exit for o in outcomes) >= AFTER_EXIT
+
         def loop(index: int) -> None:
             # "Connection: close" makes nginx close, so the next request opens a connection.
             headers = {} if index % 2 == 0 else {"Connection": "close"}
             with httpx.Client(timeout=CLIENT_TIMEOUT, headers=headers) as client:
-                for _ in range(REQUESTS // LOOPS):
-                    if time.monotonic() > deadline:
-                        return
+                while time.monotonic() < deadline and not enough():
                     request(client)
 
         threads = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(LOOPS)]
@@ -374,7 +378,8 @@ def test_sigterm_to_one_of_two_instances_loses_no_request(
         assert not any(t.is_alive() for t in threads), "the request loop did not finish"
         first_log, diagnostics = first.log.text, started.nginx.diagnostics()
 
-    assert len(outcomes) == REQUESTS, f"only {len(outcomes)} requests within {LOOP_DEADLINE} s"
+    late_count = sum(o.after_exit for o in outcomes)
+    assert late_count >= AFTER_EXIT, f"{late_count} requests after the exit in {LOOP_DEADLINE} s"
     failed = [o for o in outcomes if o.status != 200]
     assert not failed, f"{len(failed)} requests failed: {failed[:5]}\n{diagnostics}"
     assert exit_code == 0, first_log
