@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -101,9 +102,15 @@ def site_from_example(
 
 
 def member(server_address: str) -> str:
-    """A wsgiserve "Listening at" address as a BalancerMember URL."""
+    """A wsgiserve "Listening at" address as a BalancerMember URL.
+
+    Over a unix socket the part after ``|`` names the member, and must differ between
+    members: Apache keys its connection pools by it, so two members both called
+    ``http://localhost`` share one pool and one socket. The socket's file name is used.
+    """
     if server_address.startswith("unix:"):
-        return f"{server_address}|http://localhost"
+        name = re.sub(r"[^A-Za-z0-9-]", "-", Path(server_address).stem).strip("-")
+        return f"{server_address}|http://{name or 'wsgiserve'}"
     return server_address
 
 

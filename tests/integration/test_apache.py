@@ -4,7 +4,8 @@ Apache runs ``docs/apache.conf.example`` (see apache_support), and the unix sock
 as the README's guide says: a directory anyone may enter, the socket given to Apache's group
 with ``--socket-group``. What the app sees of the client, uploads with ``100-continue`` and
 chunked, a response reaching the client while it is being produced, the app mounted under
-``/app/``, and a rolling restart (HUP) under a stream of requests without one failing.
+``/app/``, and restarts (HUP in place, and stopping and starting each instance of a
+balancer) under a stream of requests without one failing.
 
 Every wait is bounded; nothing asserts how long something took.
 """
@@ -291,3 +292,68 @@ def test_hup_under_load_loses_no_request(tmp_path: Path, run_dir: Path, transpor
     failed = [status for status in statuses if status != 200]
     assert not failed, f"{len(failed)} requests failed: {failed[:5]}\n{diagnostics}"
     assert workers_after.isdisjoint(workers_before), "the HUP replaced no worker"
+
+
+STEP = 20  # requests answered between two steps of the rolling restart
+
+
+class RequestLoop:
+    """Client threads sending requests through Apache until stopped; every outcome kept."""
+
+    def __init__(self, url: str, threads: int = LOOPS) -> None:
+        self.url = url
+        self.statuses: list[int | str] = []
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=CLIENT_TIMEOUT) as client:
+            while not self._stop.is_set():
+                try:
+                    status: int | str = client.get(f"{self.url}/env?sleep=0.005").status_code
+                except httpx.HTTPError as error:
+                    status = type(error).__name__
+                with self._changed:
+                    self.statuses.append(status)
+                    self._changed.notify_all()
+
+    def wait_for(self, more: int) -> None:
+        """Return once `more` further requests have been answered (or failed)."""
+        with self._changed:
+            target = len(self.statuses) + more
+            done = self._changed.wait_for(lambda: len(self.statuses) >= target, LOOP_DEADLINE)
+        assert done, f"the request loop made no progress: {self.statuses[-5:]}"
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(CLIENT_TIMEOUT + 5)
+        assert not any(t.is_alive() for t in self._threads), "the request loop did not finish"
+
+
+def test_rolling_restart_of_both_instances_loses_no_request(tmp_path: Path, run_dir: Path) -> None:
+    # Stop the first instance, start it again, then the same for the second, as a deploy
+    # that replaces wsgiserve itself does. With Apache's defaults (retry=60, one failover)
+    # this lost about one request in 1,400 with 503; with retry=0 alone about 80 in 1,900.
+    # The example's retry=1 and maxattempts=3 lose none.
+    with start_stack(tmp_path, run_dir, "unix", instances=2) as started:
+        loop = RequestLoop(started.apache.url)
+        try:
+            loop.wait_for(STEP)
+            for index in range(2):
+                server = started.servers[index]
+                bind = server.addresses[0]
+                assert server.stop(signal.SIGTERM) == 0, server.log.text
+                loop.wait_for(STEP)  # some of these found the instance gone
+                started.servers[index] = start_server(
+                    APP, "--socket-group", web_server_group(), binds=(bind,)
+                )
+                loop.wait_for(STEP)
+        finally:
+            loop.stop()
+        diagnostics = started.apache.diagnostics()
+    failed = [status for status in loop.statuses if status != 200]
+    assert not failed, f"{len(failed)} of {len(loop.statuses)} failed: {failed[:5]}\n{diagnostics}"
