@@ -205,7 +205,7 @@ def test_streamed_response_arrives_while_it_is_produced(stack: Stack, tmp_path: 
 def test_mounted_under_a_sub_path(tmp_path: Path, run_dir: Path, transport: str) -> None:
     with start_stack(tmp_path, run_dir, transport, mount="/app/") as started:
         url = started.apache.url
-        seen = _env(f"{url}/app/env", **SPOOFED)
+        seen = _env(f"{url}/app/env", **SPOOFED, SCRIPT_NAME="/evil")
         root = httpx.get(f"{url}/env", timeout=CLIENT_TIMEOUT)
         counted = httpx.post(f"{url}/app/count", content=b"x" * 1000, timeout=CLIENT_TIMEOUT)
     assert (seen["SCRIPT_NAME"], seen["PATH_INFO"]) == ("/app", "/env")

@@ -98,6 +98,7 @@ def test_root_path_that_is_not_a_path_is_refused_with_the_fix(bad: str) -> None:
         (b"/app/users/7", ((b"script_name", b"/app"),), ("/app", "/users/7")),
         # both: X-Forwarded-Prefix wins
         (b"/x/y", ((b"SCRIPT_NAME", b"/z"), (b"X-Forwarded-Prefix", b"/x")), ("/x", "/y")),
+        (b"/x/y", ((b"X-Forwarded-Prefix", b"/x"), (b"SCRIPT_NAME", b"/z")), ("/x", "/y")),
         # values that are no path are ignored, not believed
         (b"/app/y", ((b"X-Forwarded-Prefix", b"app"),), ("", "/app/y")),
         (b"/app/y", ((b"X-Forwarded-Prefix", b"/../app"),), ("", "/app/y")),
