@@ -140,15 +140,19 @@ def group_id(group: str) -> int:
 
 def _unix(path: str, backlog: int, mode: int | None, gid: int | None) -> Listener:
     directory = os.path.dirname(os.path.abspath(path))
-    if path[:1] != "\0" and not os.path.isdir(directory):
+    try:
+        os.stat(directory)
+    except FileNotFoundError:
         # Not created for the user: who may enter it decides who may connect, and
         # a directory under /run vanishes at boot anyway.
         raise StartupError(
             f"cannot bind unix:{path}: the directory {directory} does not exist. Create it "
             f"first (mkdir -p {directory}), or let systemd create it at each start with "
             f"RuntimeDirectory={os.path.basename(directory)} in the service unit."
-        )
-    with contextlib.suppress(FileNotFoundError):
+        ) from None
+    except OSError:
+        pass  # there but out of reach: bind() says so ("Permission denied")
+    with contextlib.suppress(FileNotFoundError, PermissionError):  # bind() reports the latter
         if stat.S_ISSOCK(os.stat(path).st_mode):
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import grp
 import os
 import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,3 +91,46 @@ def test_missing_directory_is_named_with_the_fix(tmp_path: Path, opened: list[Li
 def test_tcp_binds_ignore_the_unix_socket_settings(opened: list[Listener]) -> None:
     opened.append(open_listener("127.0.0.1:0", 16, socket_mode=0o600, socket_group="0"))
     assert opened[0].port
+
+
+def test_group_we_may_not_give_says_how_to_get_the_right(opened: list[Listener]) -> None:
+    # As a user outside the group (root is outside no group: drop to nobody for the call),
+    # in a directory anyone may enter and write (pytest's tmp_path is private).
+    tmp_path = Path(tempfile.mkdtemp())
+    tmp_path.chmod(0o777)
+    target = grp.getgrnam("www-data").gr_gid if os.geteuid() == 0 else 0
+    assert target not in os.getgroups() or os.geteuid() == 0
+    dropped = os.geteuid() == 0
+    if dropped:
+        os.setegid(65534)
+        os.seteuid(65534)
+    try:
+        with pytest.raises(StartupError) as error:
+            _open(opened, tmp_path / "app.sock", socket_group=str(target))
+    finally:
+        if dropped:
+            os.seteuid(0)
+            os.setegid(0)
+    assert str(error.value) == (
+        f"cannot give unix:{tmp_path}/app.sock to group {target}: only root or a member of the "
+        "group may. Start wsgiserve as root (with --user to drop privileges), or add its user "
+        "to the group."
+    )
+    assert not (tmp_path / "app.sock").exists()  # not left behind half made
+    tmp_path.rmdir()
+
+
+def test_directory_out_of_reach_is_not_called_missing(tmp_path: Path) -> None:
+    # nobody may not enter pytest's private tmp_path: that is "Permission denied", and
+    # saying the directory does not exist would send the user looking for the wrong fix.
+    if os.geteuid() != 0:
+        pytest.fail("this test drops to the user nobody, which needs root")
+    os.setegid(65534)
+    os.seteuid(65534)
+    try:
+        with pytest.raises(StartupError) as error:
+            open_listener(f"unix:{tmp_path}/app.sock", 16)
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+    assert str(error.value) == f"cannot bind unix:{tmp_path}/app.sock: Permission denied"
