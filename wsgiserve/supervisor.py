@@ -122,7 +122,8 @@ class Supervisor:
                 for p in (self.settings.pythonpath or "").split(",")
                 if p.strip()
             ]
-            engine = start_watching(roots, self._on_change)
+            extra, engine = self.settings.reload_extra_files, self.settings.reload_engine
+            engine = start_watching(roots, self._on_change, extra, engine)
             log.info("--reload: watching %s with %s", ", ".join(map(str, roots)), engine)
         try:
             while self._exit_code is None:

@@ -231,7 +231,9 @@ def start_nginx(
     upstreams: Sequence[str],
     hosts: Sequence[str] = ("127.0.0.1",),
     server_name: str = "localhost",
-    mount: str = "/",
+    template: Path = TEMPLATE,
+    includes: Sequence[Path] = (),
+    mount: str | None = None,
 ) -> Nginx:
     """Start nginx in front of ``upstreams`` (``unix:/path`` or ``host:port`` each).
 
@@ -240,7 +242,11 @@ def start_nginx(
         upstreams: the wsgiserve instances, one ``server`` line each.
         hosts: loopback addresses to listen on, each on a fresh port.
         server_name: the value for ``@SERVER_NAME@``.
-        mount: the value for ``@MOUNT@``: ``/``, or a sub-path with its trailing slash.
+        template: the site configuration (a file of docs/).
+        includes: files the site includes by name (e.g. Debian's /etc/nginx/uwsgi_params),
+            copied beside it.
+        mount: the value for ``@MOUNT@``: ``/``, or a sub-path with its trailing slash;
+            by default ``/`` when the template has that placeholder.
 
     Returns:
         The running nginx; its sockets are listening, its pid file is written.
@@ -248,18 +254,17 @@ def start_nginx(
     binary = nginx_binary()
     prefix.mkdir(parents=True, exist_ok=True)
     sockets: list[socket.socket] = []
+    text = template.read_text()
+    values = {"WSGISERVE": list(upstreams), "SERVER_NAME": [server_name]}
+    if mount is not None or "@MOUNT@" in text:
+        values["MOUNT"] = [mount or "/"]
     try:
         sockets.extend(_listen(host) for host in hosts)
-        site = fill_template(
-            TEMPLATE.read_text(),
-            {
-                "WSGISERVE": list(upstreams),
-                "LISTEN": [_listen_spec(sock) for sock in sockets],
-                "SERVER_NAME": [server_name],
-                "MOUNT": [mount],
-            },
-        )
+        values["LISTEN"] = [_listen_spec(sock) for sock in sockets]
+        site = fill_template(text, values)
         (prefix / "wsgiserve.conf").write_text(site)
+        for include in includes:
+            shutil.copyfile(include, prefix / include.name)
         conf = prefix / "nginx.conf"
         conf.write_text(MAIN_CONF.format(user=_user_directive(), prefix=prefix))
         base = [binary, "-p", f"{prefix}/", "-c", str(conf)]
