@@ -27,17 +27,23 @@ from typing import Any
 from benchmarks import apps
 from wsgiserve.call import run_app
 from wsgiserve.connection import HttpConnection
+from wsgiserve.context import ConnectionContext
 from wsgiserve.server import Server
 from wsgiserve.settings import Settings
 
 REQUESTS: dict[str, bytes] = {
     "hello": b"GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n",
+    "close": b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n",
     "post": (
         b"POST / HTTP/1.1\r\nHost: bench\r\nContent-Type: text/plain\r\n"
         b"Content-Length: 1024\r\n\r\n" + b"p" * 1024
     ),
 }
-APPS: dict[str, Callable[..., Any]] = {"hello": apps.hello, "post": apps.echo_length}
+APPS: dict[str, Callable[..., Any]] = {
+    "hello": apps.hello,
+    "close": apps.hello,
+    "post": apps.echo_length,
+}
 
 
 class CountingTransport:
@@ -122,45 +128,74 @@ class InlinePool:
             flush()
 
 
-async def _connection(kind: str) -> tuple[HttpConnection, InlinePool, CountingTransport]:
-    server = Server(APPS[kind], Settings(threads=1))
+class Bench:
+    """One kind of request, ready to be served again and again: `one()` serves one."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.request = REQUESTS[kind]
+        app = APPS[kind]
+        self.pool, self.context = asyncio.run(_context(app))
+        self.transport = CountingTransport()
+        self.connection = self._open()
+        self.served = 0
+
+    def _open(self) -> HttpConnection:
+        connection = HttpConnection(self.context)
+        connection.connection_made(self.transport)  # type: ignore[arg-type]
+        return connection
+
+    def one(self) -> None:
+        if self.kind == "close":  # a connection per request, as with `Connection: close`
+            self.transport = CountingTransport()
+            self.connection = connection = self._open()
+            connection.data_received(self.request)
+            self.pool.run()
+            if not self.transport.closed:
+                raise SystemExit("close: the server kept the connection open")
+            connection.connection_lost(None)
+            self.served += connection.served
+            return
+        self.connection.data_received(self.request)
+        self.pool.run()
+        if self.transport.closed:
+            raise SystemExit(f"{self.kind}: a request failed; the figure would mean nothing")
+        self.served = self.connection.served
+
+
+async def _context(app: Callable[..., Any]) -> tuple[InlinePool, ConnectionContext]:
+    server = Server(app, Settings(threads=1))
     await server.start([])
     server.pool.stop()
     assert server.context is not None
-    pool = InlinePool(functools.partial(run_app, APPS[kind]))
+    pool = InlinePool(functools.partial(run_app, app))
     context = dataclasses.replace(server.context, pool=pool, post=pool.post)  # type: ignore[arg-type]
-    connection = HttpConnection(context)
-    transport = CountingTransport()
-    connection.connection_made(transport)  # type: ignore[arg-type]
-    return connection, pool, transport
+    return pool, context
 
 
 def _time(kind: str, count: int) -> float:
-    """Seconds per request over `count` requests on one keep-alive connection."""
-    connection, pool, transport = asyncio.run(_connection(kind))
-    request = REQUESTS[kind]
-    receive, run = connection.data_received, pool.run
+    """CPU seconds per request over `count` requests."""
+    bench = Bench(kind)
+    one = bench.one
     for _ in range(200):  # warm the caches (targets, header keys, status lines)
-        receive(request)
-        run()
+        one()
     start = time.thread_time()  # CPU time: steady while neighbours take the cores
     for _ in range(count):
-        receive(request)
-        run()
+        one()
     elapsed = time.thread_time() - start
-    if transport.closed or connection.served != count + 200:
-        raise SystemExit(f"{kind}: a request failed; the figure would mean nothing")
+    if bench.served != count + 200:
+        raise SystemExit(f"{kind}: {count + 200 - bench.served} request(s) failed")
     return elapsed / count
 
 
 def _profile(kind: str, count: int, top: int) -> None:
-    connection, pool, _ = asyncio.run(_connection(kind))
-    request = REQUESTS[kind]
+    bench = Bench(kind)
+    for _ in range(200):
+        bench.one()
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(count):
-        connection.data_received(request)
-        pool.run()
+        bench.one()
     profiler.disable()
     stats = pstats.Stats(profiler, stream=sys.stdout)
     calls = sum(entry[1] for entry in stats.stats.values())  # type: ignore[attr-defined]

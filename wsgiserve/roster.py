@@ -39,6 +39,7 @@ class WorkerProcess:
     stopping: bool = False
     killed: bool = False
     snapshot: dict[str, Any] = field(default_factory=dict)  # its latest heartbeat
+    slot: int = -1  # its connection count's place in the shared counts (balance.py)
 
     def beat(self, data: bytes, now: float) -> bool:
         """Record a heartbeat that brought `data`; return whether it was the worker's first."""

@@ -18,6 +18,7 @@ from email.utils import formatdate
 from typing import Any
 
 from . import accesslog, logs, tls
+from .balance import MIN_SLACK, SharedCounts, back_in_share, over_share
 from .call import App, run_app
 from .connection import HttpConnection
 from .context import ConnectionContext, limits_from
@@ -43,6 +44,7 @@ DATE_SLACK = 0.002  # seconds past the second's start: never format the second b
 FIRST_REQUEST_GRACE = 2.0  # seconds a fresh connection may still send a request on shutdown
 ParserFactory = Callable[[RequestSink, dict[str, Any]], Parser]
 LIMIT_LOG_INTERVAL = 60.0  # seconds between "at --max-connections" lines
+SHARE_RECHECK = 0.02  # seconds between looks at the siblings while out of its share
 DRAIN_QUIET = 1.0  # seconds a kept-alive connection must be quiet before a stop closes it
 
 
@@ -95,6 +97,9 @@ class Server:
             LIMIT_LOG_INTERVAL,
         )
         self._warnings: dict[str, RepeatedWarning] = {}
+        # A worker of several: the shared connection counts and its slot (see balance.py).
+        self.share: tuple[SharedCounts, int] | None = None
+        self._over_share = False  # stopped accepting to leave new connections to siblings
         # Called once a second on the loop thread (a worker process adds its heartbeat here).
         self.tick_callbacks: list[Callable[[], None]] = []
 
@@ -131,6 +136,7 @@ class Server:
         self._tick()
         self.listeners = listeners
         await self._listen()
+        self._publish()  # counted by the siblings from now on
 
     async def _listen(self) -> None:
         # Each server gets a duplicate of the listening socket, so that closing it to stop
@@ -192,20 +198,49 @@ class Server:
         if self.accepting and len(self.connections) >= self.max_connections:
             # A server at its limit reaches it again and again: one line a minute, counted.
             self._at_limit.hit(len(self.connections))
-            self.accepting = False
-            for server in self._servers:
-                server.close()
-            self._servers.clear()
+            self._stop_accepting()
+        elif self.share is not None and not self.stop_requested:
+            counts, slot = self.share
+            mine = len(self.connections)
+            counts.write(slot, mine)
+            if self.accepting and mine > MIN_SLACK and over_share(mine, counts.others(slot)):
+                self._over_share = True  # siblings take the next ones (see balance.py)
+                self._stop_accepting()
+                assert self._loop is not None
+                self._loop.call_later(SHARE_RECHECK, self._recheck_share)
 
     def connection_closed(self, connection: HttpConnection) -> None:
         self.connections.discard(connection)
-        if (
-            not self.accepting
-            and not self.stop_requested
-            and not self._resuming
-            and len(self.connections) < self.max_connections * 0.9
-            and self._loop is not None
-        ):
+        self._publish()
+        self._resume_if_room()
+
+    def _recheck_share(self) -> None:
+        """While out of its share, look again soon: siblings' counts change as they accept."""
+        self._resume_if_room()
+        if self._over_share and not self.stop_requested and self._loop is not None:
+            self._loop.call_later(SHARE_RECHECK, self._recheck_share)
+
+    def _publish(self) -> None:
+        """This worker's open connections, for its siblings (while it accepts)."""
+        if self.share is not None and not self.stop_requested:
+            self.share[0].write(self.share[1], len(self.connections))
+
+    def _stop_accepting(self) -> None:
+        self.accepting = False
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
+
+    def _resume_if_room(self) -> None:
+        if self.accepting or self.stop_requested or self._resuming or self._loop is None:
+            return
+        if self._over_share:
+            assert self.share is not None
+            counts, slot = self.share
+            if not back_in_share(len(self.connections), counts.others(slot)):
+                return
+            self._over_share = False
+        if len(self.connections) < self.max_connections * 0.9:
             self._resuming = True
             self._loop.create_task(self._resume_accepting())
 
@@ -213,7 +248,6 @@ class Server:
         try:
             if not self.stop_requested:
                 await self._listen()
-                log.debug("accepting connections again")
         finally:
             self._resuming = False
 
@@ -235,6 +269,8 @@ class Server:
         """Stop accepting, let requests in flight finish within the graceful timeout, close."""
         self.clock.draining = True
         self.stop_requested = True
+        if self.share is not None:  # no share to measure siblings by from now on
+            self.share[0].leave(self.share[1])
         for server in self._servers:
             server.close()
         self._servers.clear()
@@ -309,6 +345,9 @@ class Server:
             exchange = connection.current
             if report_after and exchange is not None and not exchange.reported:
                 _report_if_slow(exchange, report_after, flag)
+        if self.share is not None:  # fresh, so siblings know this worker is alive
+            self._publish()
+            self._resume_if_room()
         for callback in self.tick_callbacks:
             try:
                 callback()

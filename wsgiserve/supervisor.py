@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import logs
+from .balance import SharedCounts
 from .call import App
 from .config import Hooks
 from .control import ControlListeners
@@ -86,6 +87,8 @@ class Supervisor:
     pidfile: PidFile | None = None  # claimed by the command, or by run()
     control_socket: socket.socket | None = None  # bound by the command, or by run()
     _roster: Roster = field(init=False)
+    # The workers' open connections, shared so that none takes more than its share.
+    shared_counts: SharedCounts = field(default_factory=SharedCounts)
 
     def __post_init__(self) -> None:
         self._roster = Roster(self.workers, self.restarts)  # the same dicts: hooks see them
@@ -271,6 +274,7 @@ class Supervisor:
         os.set_blocking(read_fd, False)
         os.set_blocking(write_fd, False)
         self._call_hook("pre_fork", self, _Booting(len(self.workers), log))
+        slot = self.shared_counts.claim()
         pid = os.fork()
         if pid == 0:  # the child
             os.close(read_fd)
@@ -287,10 +291,11 @@ class Supervisor:
                 os.getppid(),
                 hooks=self.hooks,
                 supervisor=self,
+                share=(self.shared_counts, slot) if slot >= 0 else None,
             )
         os.close(write_fd)
         now = time.monotonic()
-        self.workers[pid] = WorkerProcess(pid, read_fd, self.generation, now, now)
+        self.workers[pid] = WorkerProcess(pid, read_fd, self.generation, now, now, slot=slot)
 
     def _reap(self) -> None:
         while True:
@@ -307,6 +312,7 @@ class Supervisor:
                 continue
             self._call_hook("child_exit", self, worker)
             os.close(worker.heartbeat_fd)
+            self.shared_counts.release(worker.slot)
             counters = worker.snapshot.get("metrics")
             if counters:  # summed counters must not go down when a worker leaves
                 add_counters(self.retired_counters, counters)

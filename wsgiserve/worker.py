@@ -21,6 +21,7 @@ from collections.abc import Callable
 import uvloop
 
 from . import logs, tls
+from .balance import SharedCounts
 from .call import App
 from .config import Hooks
 from .errors import AppLoadError
@@ -46,14 +47,24 @@ def run_worker(
     supervisor_pid: int,
     hooks: Hooks | None = None,
     supervisor: object = None,
+    share: tuple[SharedCounts, int] | None = None,
 ) -> None:
-    """Serve until told to stop; never returns (the process exits with a status code)."""
+    """Serve until told to stop; never returns (the process exits with a status code).
+    `share`: the workers' shared connection counts and this worker's slot in them."""
     code = 0
     info = WorkerInfo(os.getpid(), settings)
     hooks = hooks or Hooks()
     try:
         code = _serve(
-            load_app, settings, listeners, heartbeat_fd, supervisor_pid, hooks, supervisor, info
+            load_app,
+            settings,
+            listeners,
+            heartbeat_fd,
+            supervisor_pid,
+            hooks,
+            supervisor,
+            info,
+            share,
         )
     except BaseException:
         log.exception("worker %d failed", os.getpid())
@@ -92,6 +103,7 @@ def _serve(
     hooks: Hooks,
     supervisor: object,
     info: WorkerInfo,
+    share: tuple[SharedCounts, int] | None = None,
 ) -> int:
     for signum in SUPERVISOR_ONLY:
         signal.signal(signum, signal.SIG_IGN)
@@ -114,6 +126,8 @@ def _serve(
         # gunicorn's hook: build the context, starting from ours if it likes.
         server.ssl = hooks.ssl_context(settings, functools.partial(tls.server_context, settings))
     server.owns_listeners = False
+    if settings.workers > 1:  # one worker alone has nobody to share with
+        server.share = share
     server.clock.pre_request = hooks.pre_request
     server.clock.post_request = hooks.post_request
     server.clock.hook_worker = info

@@ -40,6 +40,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "pidfile",
         "demo",
         "throttle",
+        "balance",
     ),
     # The app-thread side and the hop: what a worker thread runs, and the pool.
     "app-thread": ("body", "flow", "pool", "exchange", "response", "call"),
