@@ -97,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         elif field.type in ("bool", bool):
             kwargs["action"] = "store_true"
             del kwargs["metavar"]
-        elif field.name == "umask":
-            kwargs["type"] = _umask
+        elif field.name in ("umask", "socket_mode"):
+            kwargs["type"] = _umask if field.name == "umask" else _socket_mode
         elif field.type in ("int", int):
             kwargs["type"] = int
         elif field.type in ("float", float):
@@ -134,6 +134,14 @@ def _add_gunicorn_flags(parser: argparse.ArgumentParser) -> None:
 def _umask(text: str) -> int:
     try:
         value: int = convert("umask", text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
+
+
+def _socket_mode(text: str) -> int:
+    try:
+        value: int = convert("socket_mode", text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return value
