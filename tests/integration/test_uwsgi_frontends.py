@@ -1,9 +1,11 @@
-"""wsgiserve behind a real nginx speaking uwsgi (``uwsgi_pass``), as a uWSGI site has it.
+"""wsgiserve behind the real web servers that speak uwsgi, as a uWSGI site has them.
 
-nginx runs ``docs/nginx-uwsgi.conf.example`` with Debian's own ``uwsgi_params``, over a
-unix socket and over TCP: a GET, a form POST, a 5 MB upload, a streamed response arriving
-progressively, the client's address and scheme, a sub-path mount, and code-loading vars
-that never reach the app. Every wait is bounded; nothing asserts how long something took.
+nginx (``uwsgi_pass``) runs ``docs/nginx-uwsgi.conf.example`` with Debian's own
+``uwsgi_params``, Apache (``mod_proxy_uwsgi``) runs ``docs/apache-uwsgi.conf.example``; each
+over a unix socket set up as the guides say and over TCP: a GET, a form POST, a 5 MB upload, a
+streamed response arriving progressively, the client's address and scheme, a sub-path mount,
+and code-loading vars that never reach the app. Every wait is bounded; nothing asserts how
+long something took.
 """
 
 from __future__ import annotations
@@ -15,51 +17,75 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .nginx_support import run_directory, start_nginx, web_server_group
+from .apache_support import Apache, start_apache
+from .nginx_support import Nginx, fill_template, run_directory, start_nginx, web_server_group
 from .support import APPS, REPO_ROOT, ServerProcess, start_server
 
 pytestmark = pytest.mark.timeout(120)
 
 APP = f"{APPS}.uwsgi_app:app"
-TEMPLATE = REPO_ROOT / "docs" / "nginx-uwsgi.conf.example"
+NGINX_SITE = REPO_ROOT / "docs" / "nginx-uwsgi.conf.example"
+APACHE_SITE = REPO_ROOT / "docs" / "apache-uwsgi.conf.example"
+# Debian's libapache2-mod-proxy-uwsgi (installed by `make test-tools`).
+APACHE_MODULES = [("proxy_uwsgi", "mod_proxy_uwsgi")]
 UWSGI_PARAMS = Path("/etc/nginx/uwsgi_params")  # Debian's nginx-common ships it
 CLIENT_TIMEOUT = 30.0  # seconds, for any one request through nginx
 MB = 1_000_000
 
 
 class Stack:
-    def __init__(self, directory: Path, run_dir: Path, transport: str) -> None:
-        # A unix socket as the nginx guide sets it up: nginx's workers run as www-data.
+    """A web server (``nginx`` or ``apache``) in front of one wsgiserve with a uwsgi bind."""
+
+    def __init__(self, directory: Path, run_dir: Path, front: str, transport: str) -> None:
+        # A unix socket as the guides set it up: the web server's workers run as www-data.
         if transport == "unix":
             bind = f"uwsgi:unix:{run_dir / 'uwsgi.sock'}"
             flags: tuple[str, ...] = ("--socket-group", web_server_group())
         else:
             bind, flags = "uwsgi://127.0.0.1:0", ()
         self.server: ServerProcess = start_server(APP, *flags, binds=(bind,))
+        self.front: Nginx | Apache
         try:
-            address = self.server.addresses[0]
-            upstream = address.removeprefix("uwsgi:").removeprefix("//")
-            self.nginx = start_nginx(
-                directory / "nginx", [upstream], template=TEMPLATE, includes=[UWSGI_PARAMS]
-            )
+            address = self.server.addresses[0].removeprefix("uwsgi:").removeprefix("//")
+            if front == "nginx":
+                self.front = start_nginx(
+                    directory / "nginx", [address], template=NGINX_SITE, includes=[UWSGI_PARAMS]
+                )
+            else:
+                target = (
+                    f"{address}|uwsgi://wsgiserve/"
+                    if address.startswith("unix:")
+                    else f"uwsgi://{address}/"
+                )
+                site = fill_template(
+                    APACHE_SITE.read_text(), {"WSGISERVE": [target], "LISTEN": ["@LISTEN@"]}
+                )
+                self.front = start_apache(directory / "apache", site, modules=APACHE_MODULES)
         except BaseException:
             self.server.stop()
             raise
-        self.url = self.nginx.url
+        self.url = self.front.url
 
     def stop(self) -> None:
         try:
-            self.nginx.stop()
+            self.front.stop()
         finally:
             self.server.stop()
 
 
-@pytest.fixture(scope="module", params=("unix", "tcp"))
+@pytest.fixture(
+    scope="module",
+    params=[(f, t) for f in ("nginx", "apache") for t in ("unix", "tcp")],
+    ids=lambda param: "-".join(param),
+)
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
+    front, transport = request.param
     with run_directory() as run_dir:
-        started = Stack(tmp_path_factory.mktemp(f"uwsgi-{request.param}"), run_dir, request.param)
+        started = Stack(
+            tmp_path_factory.mktemp(f"uwsgi-{front}-{transport}"), run_dir, front, transport
+        )
         try:
             yield started
         finally:
@@ -76,16 +102,17 @@ def test_get_with_client_address_and_scheme(stack: Stack) -> None:
         headers={"X-Forwarded-Proto": "https", "X-Custom": "yes"},
         timeout=CLIENT_TIMEOUT,
     )
-    assert response.status_code == 200, f"{response.text}\n{stack.nginx.diagnostics()}"
+    assert response.status_code == 200, f"{response.text}\n{stack.front.diagnostics()}"
     seen = response.json()
     assert seen["REQUEST_METHOD"] == "GET"
     assert seen["PATH_INFO"] == "/env"
     assert seen["QUERY_STRING"] == "a=1&b=%C3%A9"
     assert seen["REQUEST_URI"] == "/env?a=1&b=%C3%A9"
-    assert seen["REMOTE_ADDR"] == "127.0.0.1"  # the client nginx saw
-    assert seen["wsgi.url_scheme"] == "http"  # nginx's scheme, not the client's header
-    assert seen["SERVER_PORT"] == str(stack.nginx.port)
-    assert seen["HTTP_HOST"] == "127.0.0.1"  # uwsgi_params passes $host
+    assert seen["REMOTE_ADDR"] == "127.0.0.1"  # the client the web server saw
+    assert seen["wsgi.url_scheme"] == "http"  # the web server's scheme, not the client's
+    assert seen["SERVER_PORT"] == str(stack.front.port)
+    # Debian's uwsgi_params passes nginx's $host (no port); Apache passes the Host header.
+    assert seen["HTTP_HOST"] in ("127.0.0.1", f"127.0.0.1:{stack.front.port}")
     assert seen["SERVER_PROTOCOL"] == "HTTP/1.1"
     assert seen["SCRIPT_NAME"] == ""
     assert "server" in response.headers  # a real HTTP answer passed through
