@@ -358,6 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             access_logfile=settings.access_logfile,
             log_config=settings.log_config,
             capture_output=settings.capture_output,
+            error_log_json=settings.error_log_json,
         )
     except ValueError as error:
         print(f"wsgiserve: error: --access-logformat: {error}", file=sys.stderr)

@@ -47,6 +47,27 @@ class _ErrorFormatter(logging.Formatter):
         return stack_info.translate(_TRACEBACK_CONTROLS)  # a stack keeps its lines
 
 
+class _JsonErrorFormatter(logging.Formatter):
+    """--error-log-json: one object per line. A traceback or a stack is one field, its lines
+    kept as \\n inside the string, so a log collector takes the record whole."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, ERROR_DATE_FORMAT),
+            "level": record.levelname,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        # ASCII only: every control character (and terminal escape) becomes a \\u escape.
+        return json.dumps(entry, ensure_ascii=True)
+
+
 class _ReopenableFileHandler(logging.FileHandler):
     """A log file `reopen_files` can reopen at its path after logrotate moved it away."""
 
@@ -73,6 +94,7 @@ def configure(
     error_logfile: str | None = None,
     log_config: str | None = None,
     capture_output: bool = False,
+    error_log_json: bool = False,
 ) -> None:
     """Set up the error log and the access log; calling it again replaces the earlier set-up.
 
@@ -85,6 +107,7 @@ def configure(
             above configure only `wsgiserve.error` / `wsgiserve.access` when it does not.
         capture_output: point file descriptors 1 and 2 at `error_logfile` (if it is a file), so
             the app's prints and C extensions' stderr land in the error log.
+        error_log_json: write the error log as one JSON object per line.
 
     Raises:
         StartupError: a log file cannot be opened, or the log config is unreadable or invalid.
@@ -96,7 +119,11 @@ def configure(
         if not _claim(error_log, taken):
             error_log.setLevel(log_level.upper())
             handler = _open_handler(error_logfile, sys.stderr)
-            handler.setFormatter(_ErrorFormatter(ERROR_FORMAT, ERROR_DATE_FORMAT))
+            handler.setFormatter(
+                _JsonErrorFormatter()
+                if error_log_json
+                else _ErrorFormatter(ERROR_FORMAT, ERROR_DATE_FORMAT)
+            )
             _install(error_log, handler)
         access_log = logging.getLogger(ACCESS_LOG)
         if not _claim(access_log, taken):

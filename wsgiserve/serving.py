@@ -92,6 +92,7 @@ def _configure_logs(settings: Settings) -> None:
         error_logfile=settings.error_logfile,
         log_config=settings.log_config,
         capture_output=settings.capture_output,
+        error_log_json=settings.error_log_json,
     )
 
 

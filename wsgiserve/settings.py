@@ -170,6 +170,12 @@ class Settings:
         metavar="FILE",
         help="Where the error log goes ('-' or unset: stderr).",
     )
+    error_log_json: bool = _setting(
+        False,
+        "--error-log-json",
+        help="Write the error log as one JSON object per line (time, level, pid, message; a "
+        "traceback or a slow request's stack as one field).",
+    )
     log_config: str | None = _setting(
         None,
         "--log-config",
