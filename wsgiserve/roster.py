@@ -132,6 +132,14 @@ class Roster:
                     del waiting[fd]
         return asked
 
+    def any_good_code(self) -> bool:
+        """Whether a running worker serves the app (not --reload's stand-in for one that
+        failed to load)."""
+        return any(
+            w.booted and not w.stopping and not w.snapshot.get("app_error")
+            for w in self.workers.values()
+        )
+
     def keep_count(
         self, target: int, generation: int, now: float, spawn: Callable[[], None]
     ) -> None:

@@ -280,10 +280,7 @@ class Supervisor:
             os.set_blocking(fd, False)
         # --reload while no worker runs good code: a worker that cannot load the app answers
         # 500 with the error instead of exiting, until the file is fixed.
-        serve_load_error = self.settings.reload and not any(
-            w.booted and not w.stopping and not w.snapshot.get("app_error")
-            for w in self.workers.values()
-        )
+        serve_load_error = self.settings.reload and not self._roster.any_good_code()
         self._call_hook("pre_fork", self, _Booting(len(self.workers), log))
         pid = os.fork()
         if pid == 0:  # the child

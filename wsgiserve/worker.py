@@ -54,7 +54,7 @@ def run_worker(
 ) -> None:
     """Serve until told to stop; never returns (the process exits with a status code).
 
-    `ask_fd` is read end of the pipe where the supervisor asks for a snapshot now.
+    `ask_fd` is the read end of the pipe where the supervisor asks for a snapshot now.
     `serve_load_error` (--reload with no good code running): an app that cannot be loaded
     is replaced by one that answers 500 with the error, instead of exiting.
     """
