@@ -39,7 +39,7 @@ from .reload import start_watching
 from .roster import Roster, WorkerProcess, kill
 from .settings import Settings
 from .version import __version__
-from .worker import EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR, run_worker
+from .worker import EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR, reset_signals, run_worker
 
 log = logging.getLogger("wsgiserve.error")
 
@@ -131,6 +131,12 @@ class Supervisor:
             while self._exit_code is None:
                 self._step()
         finally:
+            # Stopped: a repeated TERM (a process manager, a test's clean-up) must not kill
+            # the process with SIG_DFL while the interpreter shuts down and turn exit 0 into
+            # "killed by SIGTERM".
+            for signum in HANDLED:
+                if signum != signal.SIGCHLD:
+                    signal.signal(signum, signal.SIG_IGN)
             self._control.close()
             self._remove_pidfile()
             for listener in self.listeners:
@@ -282,8 +288,18 @@ class Supervisor:
         # 500 with the error instead of exiting, until the file is fixed.
         serve_load_error = self.settings.reload and not self._roster.any_good_code()
         self._call_hook("pre_fork", self, _Booting(len(self.workers), log))
-        pid = os.fork()
+        # Signals wait while forking: a TERM that reached the child before it replaced the
+        # supervisor's handlers would run `_enqueue` there and be lost (a worker forked as
+        # a stop began then served on, and the stop waited out --graceful-timeout).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
         if pid == 0:  # the child
+            reset_signals()
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.close(read_fd)
             os.close(ask_w)
             os.close(self._wake_r)
@@ -303,6 +319,7 @@ class Supervisor:
                 ask_fd=ask_r,
                 serve_load_error=serve_load_error,
             )
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(write_fd)
         os.close(ask_r)
         now = time.monotonic()

@@ -83,6 +83,16 @@ def run_worker(
         os._exit(code)
 
 
+def reset_signals() -> None:
+    """A worker's signal dispositions until its loop installs its own handlers: the
+    supervisor's signals ignored, the rest at their defaults (a TERM while booting ends the
+    worker, which has no request yet). Called first thing after the fork."""
+    for signum in SUPERVISOR_ONLY:
+        signal.signal(signum, signal.SIG_IGN)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 class WorkerInfo:
     """What hooks receive as `worker` (gunicorn's names: pid, age, cfg, log)."""
 
@@ -113,10 +123,7 @@ def _serve(
     serve_load_error: bool,
 ) -> int:
     heartbeat_fd, ask_fd = pipes
-    for signum in SUPERVISOR_ONLY:
-        signal.signal(signum, signal.SIG_IGN)
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGCHLD):
-        signal.signal(signum, signal.SIG_DFL)
+    reset_signals()
     # A plain handler, not the loop's: the supervisor sends ABRT because the loop is stuck,
     # and Python runs this on the main thread even then (between bytecodes, or when a
     # blocking call is interrupted).
