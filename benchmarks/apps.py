@@ -5,6 +5,7 @@ Keep these trivial: the point is to measure the server, not the app.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -69,3 +70,18 @@ def sleepy(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     time.sleep(SLEEP_SECONDS)
     start_response("200 OK", list(_HELLO_HEADERS))
     return [HELLO_BODY]
+
+
+# The framework scenarios (benchmarks/framework_apps.py) answer with these exact bodies.
+FRAMEWORK_ITEMS = [{"id": n, "name": f"item {n}", "price": n * 1.5} for n in range(1, 6)]
+# Flask's jsonify outside debug mode: sorted keys, compact separators, a final newline.
+FLASK_JSON_BODY = (
+    json.dumps({"count": len(FRAMEWORK_ITEMS), "items": FRAMEWORK_ITEMS}, separators=(",", ":"))
+    + "\n"
+).encode()
+DJANGO_PAGE_BODY = (
+    "<!doctype html>\n<html><head><title>Hello, World!</title></head>\n"
+    "<body><h1>Hello, World!</h1>\n<ul>"
+    + "".join(f"<li>{item['name']}: {item['price']:.2f}</li>" for item in FRAMEWORK_ITEMS)
+    + "</ul>\n</body></html>\n"
+).encode()

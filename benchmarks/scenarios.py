@@ -10,6 +10,7 @@ MIB = 1 << 20
 POST_BYTES = 64 << 10  # must match benchmarks/post64k.lua
 POST_SCRIPT = "benchmarks/post64k.lua"
 IDLE_CONNECTIONS = 1000
+CROWD_CONNECTIONS = 1024
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,25 @@ SCENARIOS: tuple[Scenario, ...] = (
         _HELLO,
         apps.HELLO_BODY,
         idle_connections=IDLE_CONNECTIONS,
+    ),
+    Scenario(
+        "crowd",
+        f"hello on {CROWD_CONNECTIONS:,} active keep-alive connections",
+        _HELLO,
+        apps.HELLO_BODY,
+        connections=CROWD_CONNECTIONS,
+    ),
+    Scenario(
+        "flask",
+        "Flask route returning JSON (jsonify), 8 threads",
+        "benchmarks.framework_apps:flask_json",
+        apps.FLASK_JSON_BODY,
+    ),
+    Scenario(
+        "django",
+        "Django view rendering a template through the default middleware, 8 threads",
+        "benchmarks.framework_apps:django_page",
+        apps.DJANGO_PAGE_BODY,
     ),
     Scenario(
         "multicore",

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import logging
 import os
 import socket
 import sys
@@ -17,37 +18,26 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from . import accesslog, config, logs, tls
+from . import accesslog, config, gunicorn_settings, logs, tls
 from .accesslog import escape
 from .appload import drop_privileges, identity, load_app, prepare_process
 from .control import bind_control, control_path, query_status
 from .errors import StartupError
 from .listeners import parse_bind
 from .pidfile import PidFile
+from .reload import check_engine
 from .serving import open_listeners
-from .settings import Settings, convert, setting_fields
+from .settings import SECTIONS, Settings, convert, setting_fields
 from .supervisor import Supervisor
 from .version import __version__
 
 EXIT_USAGE = 2
 
-# gunicorn flags that are accepted and ignored (with the reason), or refused.
-IGNORED_FLAGS = {
-    "--worker-tmp-dir": "heartbeats go through a pipe, not a temporary file",
-    "--no-sendfile": "responses are written by the event loop",
-}
-REFUSED_FLAGS = {
-    "-D": "run wsgiserve in the foreground under systemd, a container or a process manager",
-    "--daemon": "run wsgiserve in the foreground under systemd, a container or a process manager",
-    "--paste": "paste deployment is not supported: give MODULE:APP",
-    "--proxy-protocol": "the PROXY protocol is not supported",
-}
-WORKER_CLASSES_OK = {"sync", "gthread", "uvicorn.workers.UvicornWorker"}
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="wsgiserve",
+        usage="%(prog)s [OPTIONS] MODULE:APP",
         description="Serve a WSGI app: uvloop + httptools on the event loop, "
         "the app in a bounded thread pool, pre-forked workers.",
         epilog="Example: wsgiserve myproject.wsgi:application -b 0.0.0.0:8000 -w 4 --threads 16. "
@@ -82,40 +72,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="print the resolved settings as JSON, then exit",
     )
-    parser.add_argument(
-        "-k",
-        "--worker-class",
-        metavar="CLASS",
-        default=argparse.SUPPRESS,
-        help="accepted for gunicorn compatibility: wsgiserve always runs an "
-        "event loop plus threads (gevent/eventlet are refused)",
-    )
-    for flag, reason in IGNORED_FLAGS.items():
-        parser.add_argument(
-            flag, nargs="?", const=True, default=argparse.SUPPRESS, help=f"ignored ({reason})"
-        )
-    for flag, reason in REFUSED_FLAGS.items():
-        if flag != "-D":
-            parser.add_argument(
-                *(["-D", flag] if flag == "--daemon" else [flag]),
-                nargs="?",
-                const=True,
-                default=argparse.SUPPRESS,
-                help=f"refused: {reason}",
-            )
+    groups = {section: parser.add_argument_group(section) for section in SECTIONS}
     for field in setting_fields():
         meta = field.metadata
+        if not meta["flags"]:
+            continue  # a config file's setting only, like gunicorn's logconfig_dict
         help_text = meta["help"]
         default = field.default
-        if default not in (None, (), False):
+        if default is not None and default is not False and default not in ((), ""):
             shown = ", ".join(default) if isinstance(default, tuple) else default
-            help_text += f" (default: {shown}{' ' + meta['unit'] if meta['unit'] else ''})"
+            if "Default:" not in help_text:
+                help_text += f" (default: {shown}{' ' + meta['unit'] if meta['unit'] else ''})"
         kwargs: dict[str, Any] = {
             "dest": field.name,
             "help": help_text.replace("%", "%%"),
             "metavar": meta["metavar"] or None,
             "default": argparse.SUPPRESS,
         }
+        if meta.get("const") is not None:
+            kwargs["nargs"] = "?"
+            kwargs["const"] = meta["const"]
         if field.type in ("tuple[str, ...]",):
             kwargs["action"] = "append"
         elif field.type in ("bool", bool):
@@ -127,8 +103,32 @@ def build_parser() -> argparse.ArgumentParser:
             kwargs["type"] = int
         elif field.type in ("float", float):
             kwargs["type"] = float
-        parser.add_argument(*meta["flags"], **kwargs)
+        groups[meta["section"]].add_argument(*meta["flags"], **kwargs)
+    _add_gunicorn_flags(parser)
     return parser
+
+
+def _add_gunicorn_flags(parser: argparse.ArgumentParser) -> None:
+    """gunicorn's flags that map onto no setting of ours: each does what its row says."""
+    group = parser.add_argument_group(
+        "gunicorn compatibility",
+        "gunicorn's flags that wsgiserve has no setting for; each is accepted with a warning "
+        "saying what wsgiserve does instead, or refused with the reason",
+    )
+    taken = set(parser._option_string_actions)
+    for row in gunicorn_settings.ROWS:
+        flags = [flag for flag in row.flags if flag not in taken]
+        if not flags:
+            continue
+        if row.setting is not None:  # tested: an honoured flag is a setting's flag
+            raise AssertionError(f"gunicorn's {flags} has no wsgiserve setting")
+        what = gunicorn_settings.describe(row, defaults=False).replace("`", "")
+        kwargs: dict[str, Any] = {"dest": row.name, "default": argparse.SUPPRESS}
+        if row.switch is not None:
+            kwargs.update(action="store_const", const=row.switch)
+        else:
+            kwargs.update(action="append" if row.many else "store", metavar="VALUE")
+        group.add_argument(*flags, help=what.replace("%", "%%"), **kwargs)
 
 
 def _converted(name: str, text: str) -> int:
@@ -167,8 +167,12 @@ def resolve(argv: Sequence[str] | None, parser: argparse.ArgumentParser) -> Reso
     cli = vars(parser.parse_args(argv))
     env = vars(parser.parse_args(config.env_args()))
     gunicorn_env = vars(parser.parse_args(config.env_args("GUNICORN_CMD_ARGS")))
-    for layer in (cli, env, gunicorn_env):
-        _check_compat(layer, parser)
+    for layer, source in (
+        (cli, "command line"),
+        (env, "WSGISERVE_CMD_ARGS"),
+        (gunicorn_env, "GUNICORN_CMD_ARGS"),
+    ):
+        _judge_gunicorn_flags(layer, source)
     values: dict[str, Any] = {}
     directory = cli.get("chdir") or env.get("chdir") or gunicorn_env.get("chdir") or os.getcwd()
     values.update(config.load_pyproject(directory))
@@ -179,7 +183,6 @@ def resolve(argv: Sequence[str] | None, parser: argparse.ArgumentParser) -> Reso
         config_file = config.default_config_file(os.getcwd())
         if config_file:
             print(f"wsgiserve: using the config file {config_file}", file=sys.stderr)
-            cli["config"] = config_file  # a HUP reads it again
     if config_file:
         from_file, hooks = config.load_python_file(config_file)
         values.update(from_file)
@@ -192,42 +195,35 @@ def resolve(argv: Sequence[str] | None, parser: argparse.ArgumentParser) -> Reso
         values["workers"] = int(os.environ["WEB_CONCURRENCY"])
     if "forwarded_allow_ips" not in values and os.environ.get("FORWARDED_ALLOW_IPS"):
         values["forwarded_allow_ips"] = os.environ["FORWARDED_ALLOW_IPS"]
-    app = cli.get("app") or env.get("app") or values.pop("wsgi_app", None)
+    wsgi_app = values.pop("wsgi_app", None)
+    from_file = {k: values.pop(k) for k in ("check_config", "print_config") if k in values}
+    app = cli.get("app") or env.get("app") or wsgi_app
     if not app:
         parser.error("the app is missing: give MODULE:APP, like myproject.wsgi:application")
     try:
         settings = Settings.from_mapping(values)
     except (TypeError, ValueError) as error:
         raise StartupError(f"invalid configuration: {error}") from None
-    actions: dict[str, Any] = {
-        k: cli[k] for k in ("check_config", "print_config", "config") if k in cli
-    }
+    actions: dict[str, Any] = {k: v for k, v in from_file.items() if v}
+    for layer in (gunicorn_env, env, cli):
+        actions.update({k: layer[k] for k in ("check_config", "print_config") if k in layer})
+    if config_file:
+        actions["config"] = config_file  # a HUP reads it again
     return Resolved(settings, str(app), hooks, actions)
 
 
-def _check_compat(values: dict[str, Any], parser: argparse.ArgumentParser) -> None:
-    for flag in (*IGNORED_FLAGS, *REFUSED_FLAGS):
-        dest = flag.lstrip("-").replace("-", "_")
-        if dest in values:
-            if flag in REFUSED_FLAGS:
-                parser.error(f"{flag} is not supported: {REFUSED_FLAGS[flag]}")
-            print(f"wsgiserve: warning: {flag} is ignored: {IGNORED_FLAGS[flag]}", file=sys.stderr)
-            del values[dest]
-    worker_class = values.pop("worker_class", None)
-    if worker_class is not None:
-        if worker_class in ("gevent", "eventlet", "tornado") or "gevent" in worker_class:
-            parser.error(
-                f"-k {worker_class} is not supported: wsgiserve runs your app in a thread pool "
-                "behind an asyncio event loop; monkey-patching green threads would break the "
-                "loop. Drop -k and size --threads for your I/O wait instead."
-            )
-        if worker_class not in WORKER_CLASSES_OK:
-            parser.error(f"-k {worker_class}: unknown worker class")
-        print(
-            f"wsgiserve: warning: -k {worker_class} is ignored: wsgiserve always runs an "
-            "event loop plus a thread pool (--threads)",
-            file=sys.stderr,
-        )
+# gunicorn rows with a flag but no setting of ours, apart from those the parser acts on.
+_JUDGED = gunicorn_settings.UNMAPPED - {"config", "check_config", "print_config"}
+
+
+def _judge_gunicorn_flags(values: dict[str, Any], source: str) -> None:
+    """Act on the flags of gunicorn rows that map onto no setting (they leave `values`)."""
+    for name in [name for name in values if name in _JUDGED]:
+        row = gunicorn_settings.BY_NAME[name]
+        value = values.pop(name)
+        flag = row.flags[-1]
+        shown = flag if row.switch is not None or row.many else f"{flag} {value}"
+        config.judge(row, value, f"{source}: {shown}")
 
 
 def status_main(argv: Sequence[str]) -> int:
@@ -339,11 +335,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments[:1] == ["status"]:
         return status_main(arguments[1:])
     parser = build_parser()
+    # Warnings while reading the configuration come before the logs are set up.
+    early = logging.StreamHandler(sys.stderr)
+    early.setFormatter(logging.Formatter("wsgiserve: warning: %(message)s"))
+    logging.getLogger(logs.ERROR_LOG).addHandler(early)
     try:
         resolved = resolve(argv, parser)
     except StartupError as error:
         print(f"wsgiserve: error: {error}", file=sys.stderr)
         return error.exit_code
+    finally:
+        logging.getLogger(logs.ERROR_LOG).removeHandler(early)
     settings = resolved.settings
     if resolved.actions.get("print_config"):
         shown = dataclasses.asdict(settings)
@@ -352,14 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # A bad format fails here, before any worker is forked.
         accesslog.AccessLog(settings.access_logformat, settings.access_log_json)
-        logs.configure(
-            log_level=settings.log_level,
-            error_logfile=settings.error_logfile,
-            access_logfile=settings.access_logfile,
-            log_config=settings.log_config,
-            capture_output=settings.capture_output,
-            error_log_json=settings.error_log_json,
-        )
+        logs.configure_from(settings)
     except ValueError as error:
         print(f"wsgiserve: error: --access-logformat: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -372,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         prepare_process(settings.chdir, settings.pythonpath, settings.raw_env, settings.umask)
         tls.server_context(settings)  # a bad certificate fails here, not in every worker
+        if settings.reload:
+            check_engine(settings.reload_engine)
         if resolved.actions.get("check_config"):
             for spec in settings.bind:  # a bind that cannot work fails the check too
                 parse_bind(spec)

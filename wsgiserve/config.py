@@ -17,37 +17,17 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from . import gunicorn_settings
 from .errors import StartupError
 from .settings import Settings, convert
 
 log = logging.getLogger("wsgiserve.error")
 
-# gunicorn's setting names that we spell differently.
-ALIASES = {
-    "keepalive": "keep_alive",
-    "accesslog": "access_logfile",
-    "errorlog": "error_logfile",
-    "loglevel": "log_level",
-    "access_log_format": "access_logformat",
-    "logconfig": "log_config",
-    "preload": "preload_app",
-    "env": "raw_env",
-    "worker_connections": "max_connections",
-}
-
-# Names a gunicorn config file may set that mean nothing here; accepted with a warning.
-IGNORED = {
-    "worker_class": "wsgiserve always runs an event loop plus a thread pool",
-    "sendfile": "responses are written by the event loop",
-    "worker_tmp_dir": "heartbeats go through a pipe, not a temporary file",
-    "secure_scheme_headers": "use forwarded_allow_ips; X-Forwarded-Proto is honoured from it",
-    "strip_header_spaces": "whitespace before a colon is always refused (RFC 9112 §5.1)",
-    "suppress_ragged_eofs": "",
-    "do_handshake_on_connect": "",
-    "enable_stdio_inheritance": "",
-    "initgroups": "",
-    "spew": "",
-}
+# Derived from gunicorn_settings.ROWS, the one table of what each gunicorn setting does here.
+ALIASES = gunicorn_settings.ALIASES
+IGNORED = {row.name: row.note for row in gunicorn_settings.ROWS if row.outcome == "warned"}
+# Unmapped names the command acts on itself, passed through to it: the app, and what to do.
+COMMAND_NAMES = ("wsgi_app", "check_config", "print_config")
 
 HOOKS = (
     "on_starting",
@@ -95,23 +75,45 @@ SETTING_NAMES = frozenset(field.name for field in dataclasses.fields(Settings))
 
 
 def normalise(values: dict[str, Any], source: str) -> dict[str, Any]:
-    """Map gunicorn spellings to ours; warn about ignored names; refuse unknown ones."""
+    """Map gunicorn spellings to ours, convert text values, and act on each gunicorn row:
+    warn about what is ignored, refuse what is refused, refuse unknown names.
+
+    Raises:
+        StartupError: a refused or unknown setting, or a value that does not convert.
+    """
     result: dict[str, Any] = {}
     for raw_name, value in values.items():
-        name = ALIASES.get(raw_name.replace("-", "_"), raw_name.replace("-", "_"))
-        if name in IGNORED:
-            reason = IGNORED[name]
-            log.warning("%s: %s is ignored%s", source, name, f" ({reason})" if reason else "")
-            continue
+        name = raw_name.replace("-", "_")
+        row = gunicorn_settings.BY_NAME.get(name)
+        if row is not None:
+            judge(row, value, f"{source}: {name}")
+            if row.setting is None:
+                if name in COMMAND_NAMES:
+                    result[name] = value
+                continue
+            name = row.setting
         if name not in SETTING_NAMES:
             raise StartupError(f"{source}: {_unknown(raw_name)}")
-        if name in ("bind", "raw_env") and isinstance(value, str):
-            value = (value,)
         try:
             result[name] = convert(name, value)
         except ValueError as error:
             raise StartupError(f"{source}: {error}") from None
     return result
+
+
+def judge(row: gunicorn_settings.Row, value: Any, label: str) -> None:
+    """Do what `row` says for `value`: nothing, log a one-line warning, or refuse.
+
+    Raises:
+        StartupError: the row (or this value of it) is refused; the message says why.
+    """
+    verdict = row.outcome_for(value)
+    if verdict is None:
+        return
+    outcome, note = verdict
+    if outcome == "refused":
+        raise StartupError(f"{label} is not supported: {note}.")
+    log.warning("%s is ignored: %s", label, note)
 
 
 def load_python_file(path: str) -> tuple[dict[str, Any], Hooks]:
@@ -156,8 +158,7 @@ def load_python_file(path: str) -> tuple[dict[str, Any], Hooks]:
                 raise StartupError(f"config file {path}: {name} is no hook; did you mean {hook}?")
             continue  # helpers and imports the file uses for itself
         else:
-            key = ALIASES.get(name, name)
-            if key in SETTING_NAMES or key in IGNORED:
+            if name in SETTING_NAMES or name in gunicorn_settings.BY_NAME:
                 settings[name] = value
             else:
                 raise StartupError(f"config file {path}: {_unknown(name)}")
@@ -216,5 +217,5 @@ def _close_to(name: str, known: Iterable[str]) -> str | None:
 
 def _unknown(name: str) -> str:
     """ "unknown setting 'x'", with the nearest real name when there is one."""
-    guess = _close_to(name.replace("-", "_"), [*SETTING_NAMES, *ALIASES, *HOOKS])
+    guess = _close_to(name.replace("-", "_"), [*SETTING_NAMES, *gunicorn_settings.BY_NAME, *HOOKS])
     return f"unknown setting {name!r}" + (f"; did you mean {guess}?" if guess else "")

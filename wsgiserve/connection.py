@@ -34,7 +34,7 @@ from .errors import (
 )
 from .exchange import Exchange, Wire, wire_size
 from .flow import WriteGate
-from .parser import RequestParser
+from .parser import Parser
 from .state import Action, Closing, Reading, Stamps, timer_action
 
 log = logging.getLogger("wsgiserve.error")
@@ -103,7 +103,7 @@ class HttpConnection(asyncio.Protocol):
         self.served = 0  # responses completed
         self.gate = WriteGate(budget=context.budget)
         self.current: Exchange | None = None  # in the pool or the app
-        self._parser: RequestParser | None = None  # made once the addresses are known
+        self._parser: Parser | None = None  # made once the addresses are known
         self._pipeline: collections.deque[Exchange] = collections.deque()  # parsed, waiting
         self._refusal: HTTPError | None = None  # answered after the pipeline, then close
         self._refusal_environ: Environ | None = None
@@ -128,9 +128,7 @@ class HttpConnection(asyncio.Protocol):
             transport.get_extra_info("sockname"),
             transport.get_extra_info("peername"),
         )
-        self._parser = RequestParser(
-            self, context.settings, environ_base, context.proxies, context.head_limit
-        )
+        self._parser = context.make_parser(self, environ_base)
         context.opened(self)
 
     def data_received(self, data: bytes) -> None:
@@ -289,6 +287,10 @@ class HttpConnection(asyncio.Protocol):
 
     def on_refused(self, error: HTTPError, in_body: bool) -> None:
         log.debug("refusing a request: %s", error.detail)
+        if error.hint:
+            parser = self._parser
+            peer = parser.partial_environ().get("REMOTE_ADDR") if parser is not None else ""
+            self.context.warn(error.hint, peer or "a unix socket")
         receiving = self._receiving
         if in_body and receiving is not None:
             self._receiving = None
@@ -308,6 +310,9 @@ class HttpConnection(asyncio.Protocol):
                 self._close()
                 return
         self._refuse(error)
+
+    def use_parser(self, parser: Parser) -> None:
+        self._parser = parser
 
     # -- what the worker posts back (exchange.ResponseSink) --------------------------------
 
@@ -412,7 +417,7 @@ class HttpConnection(asyncio.Protocol):
         if parser is not None and (self._unparsed or parser.pause_after_head):
             self._parse_held_back(parser)
 
-    def _parse_held_back(self, parser: RequestParser) -> None:
+    def _parse_held_back(self, parser: Parser) -> None:
         """The pipeline may have room again: parse the input held back while it was full."""
         parser.pause_after_head = len(self._pipeline) >= PIPELINE_AHEAD
         if not self._unparsed or parser.pause_after_head or self.transport is None:

@@ -12,6 +12,7 @@ from .state import Limits
 if TYPE_CHECKING:
     from .environ import Environ
     from .exchange import ServerClock
+    from .parser import Parser, RequestSink
     from .pool import WorkerPool
     from .proxy import TrustedProxies
     from .settings import Settings
@@ -33,6 +34,9 @@ class ConnectionContext:
         post, limit_concurrency, body_preread: `pool.post` and two settings, kept at hand
             for the per-request path.
         budget: the response bytes this worker holds for clients that stopped reading.
+        make_parser: the parser of the listener's protocol, for a connection (the sink)
+            and its environ template (the connection's addresses).
+        warn: log a warning about the set-up (%-format, arguments), once a minute at most.
     """
 
     settings: Settings
@@ -48,6 +52,8 @@ class ConnectionContext:
     budget: ResponseBudget
     limit_concurrency: int
     body_preread: int
+    make_parser: Callable[[RequestSink, Environ], Parser]
+    warn: Callable[..., None]
 
 
 def limits_from(settings: Settings) -> Limits:

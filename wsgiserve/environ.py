@@ -29,6 +29,7 @@ _SINGLETONS = frozenset({"HTTP_HOST", "CONTENT_TYPE", "CONTENT_LENGTH"})
 _OWS = (" ", "\t")
 _KEYS_CACHE_LIMIT = 4096
 _keys: dict[bytes, str | None] = {}
+_UNSEEN = ""  # never a key: the cache's "not there" (None means "dropped")
 _methods: dict[bytes, str] = {}
 # Sites serve a few hot URLs: each one's environ values are decoded once.
 _TARGETS_CACHE_LIMIT = 1024
@@ -170,8 +171,11 @@ def request_environ(
     environ.update(known)
     environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(version) or "HTTP/" + version
     environ["wsgi.input"] = body
+    keys = _keys
     for name, value in headers:
-        key = header_key(name)
+        key = keys.get(name, _UNSEEN)  # header_key's cache, without the call
+        if key is _UNSEEN:
+            key = header_key(name)
         if key is None:
             continue
         text = value.decode("latin-1")

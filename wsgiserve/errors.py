@@ -13,6 +13,9 @@ class HTTPError(Exception):
     """
 
     status: int = 400
+    # For the operator, when the refusal points at a set-up mistake rather than a bad
+    # client: a %-format taking the peer's address, logged once a minute at most.
+    hint: str = ""
 
     def __init__(self, detail: str = "") -> None:
         super().__init__(detail or HTTPStatus(self.status).phrase)
@@ -39,6 +42,36 @@ class HTTPError(Exception):
 
 class BadRequest(HTTPError):
     status = 400
+
+
+class UwsgiPeerForbidden(HTTPError):
+    """A uwsgi peer outside --uwsgi-allow-ips (its vars would set the client's address)."""
+
+    status = 403
+    hint = (
+        "refused a uwsgi connection from %s: the peer is not in --uwsgi-allow-ips. Add the "
+        "web server's address there (or * when only it can reach this port)"
+    )
+
+
+class ProxyHeaderForbidden(HTTPError):
+    """A PROXY protocol header from a peer outside --proxy-allow-from."""
+
+    status = 403
+    hint = (
+        "refused a PROXY protocol header from %s: the peer is not in --proxy-allow-from. Add "
+        "the load balancer's address there (or * when only it can reach this port)"
+    )
+
+
+class UwsgiOnHttpListener(BadRequest):
+    """A uwsgi packet (first byte 0, modifier1 of a WSGI request) sent to an HTTP listener."""
+
+    hint = (
+        "a uwsgi packet arrived on an HTTP listener (from %s): nginx's uwsgi_pass and Apache's "
+        "mod_proxy_uwsgi need a uwsgi listener. Bind one with -b uwsgi://HOST:PORT, or use "
+        "proxy_pass/ProxyPass http:// to this one"
+    )
 
 
 class PayloadTooLarge(HTTPError):

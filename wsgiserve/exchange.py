@@ -134,10 +134,6 @@ class Exchange:
 
     # -- worker thread -----------------------------------------------------------------
 
-    def no_body(self, code: int) -> bool:
-        """Responses that carry no body (RFC 9110 §6.4.1): HEAD, 1xx, 204, 304."""
-        return self.head_request or code < 200 or code == 204 or code == 304
-
     def may_keep_alive(self) -> bool:
         """Whether the connection can carry another request after this response, as far
         as can be told now (the response head says it; the loop decides at the end)."""

@@ -1,29 +1,40 @@
-"""Bind specs become listening sockets: HOST:PORT, [IPv6]:PORT, unix:PATH, fd://N."""
+"""Bind specs become listening sockets: HOST:PORT, [IPv6]:PORT, unix:PATH, fd://N, each
+speaking HTTP, or uwsgi with a `uwsgi:` prefix."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import socket
 import stat
-from dataclasses import dataclass
 
 from .errors import StartupError
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Listener:
     """A listening socket and how to show its address to people."""
 
     sock: socket.socket
     url: str  # "http://127.0.0.1:8000", "http://[::1]:8000" or "unix:/run/app.sock"
     owned: bool = True  # we created it (a unix socket file we may remove); not inherited
+    protocol: str = "http"  # or "uwsgi"
 
     @property
     def port(self) -> int | None:
         address = self.sock.getsockname()
         return int(address[1]) if isinstance(address, tuple) else None
+
+
+def split_protocol(spec: str, default: str = "http") -> tuple[str, str]:
+    """The protocol a bind names and the rest: `uwsgi://127.0.0.1:3031` and
+    `uwsgi:unix:/run/app.sock` speak uwsgi; a bind without a prefix speaks `default`."""
+    for prefix in ("uwsgi://", "uwsgi:"):
+        if spec.startswith(prefix):
+            return "uwsgi", spec[len(prefix) :]
+    return default, spec
 
 
 def parse_bind(spec: str) -> tuple[str, str | int]:
@@ -69,9 +80,24 @@ def parse_bind(spec: str) -> tuple[str, str | int]:
 
 
 def open_listener(
-    spec: str, backlog: int, scheme: str = "http", reuse_port: bool = False
+    spec: str,
+    backlog: int,
+    scheme: str = "http",
+    reuse_port: bool = False,
+    protocol: str = "http",
 ) -> Listener:
-    """Bind and listen; raise `StartupError` with a readable message on failure."""
+    """Bind and listen; raise `StartupError` with a readable message on failure.
+    `protocol` is what a bind without a `uwsgi:` prefix speaks."""
+    protocol, spec = split_protocol(spec, protocol)
+    listener = _open(spec, backlog, scheme, reuse_port)
+    if protocol == "http":
+        return listener
+    where = listener.url.partition("://")[2] or listener.url  # host:port, or unix:PATH
+    url = f"{protocol}:{where}" if where.startswith("unix:") else f"{protocol}://{where}"
+    return dataclasses.replace(listener, url=url, protocol=protocol)
+
+
+def _open(spec: str, backlog: int, scheme: str, reuse_port: bool) -> Listener:
     kind, where = parse_bind(spec)
     if kind == "unix":
         return _unix(str(where), backlog)
@@ -153,7 +179,7 @@ def close_listener(listener: Listener, unlink: bool = True) -> None:
     if (
         unlink
         and listener.owned  # a socket systemd or a parent passed us is theirs to remove
-        and listener.url.startswith("unix:")
+        and "unix:" in listener.url
         and isinstance(address, str)
         and address
     ):

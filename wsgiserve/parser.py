@@ -31,6 +31,7 @@ from .errors import (
     NotImplementedCoding,
     PayloadTooLarge,
     URITooLong,
+    UwsgiOnHttpListener,
 )
 from .proxy import TrustedProxies, apply_proxy_headers
 
@@ -69,9 +70,34 @@ class RequestSink(Protocol):
         """The input cannot be served past this point; `in_body`: the error is in the
         body of a request already reported by `on_head`. Nothing more is parsed."""
 
+    def use_parser(self, parser: Parser) -> None:
+        """From now on `parser` parses this connection (after a PROXY protocol header)."""
+
+
+class Parser(Protocol):
+    """What a connection needs of the parser of its protocol (HTTP/1.x or uwsgi)."""
+
+    stopped: bool  # nothing more is parsed
+    in_head: bool  # bytes of a request head arrived and its end has not
+    pause_after_head: bool  # set by the sink: stop at the next head's end
+    head_method: bool  # the request being parsed is a HEAD
+
+    def feed(self, data: bytes) -> bytes:
+        """Parse `data`; return what was held back because `pause_after_head` was set."""
+
+    def stop(self) -> None:
+        """Parse nothing more."""
+
+    def partial_environ(self) -> Environ:
+        """What is known of a request refused before its environ was complete."""
+
 
 class _Stop(Exception):
     """Raised in a parser callback to stop parsing; the reason is in `_error`."""
+
+
+def _field_too_large(headers: list[tuple[bytes, bytes]], limit: int) -> bool:
+    return any(len(name) + len(value) > limit for name, value in headers)
 
 
 class RequestParser:
@@ -251,32 +277,46 @@ class RequestParser:
             raise _Stop
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.in_head:
+            self.headers.append((name, value))  # counted and measured at the head's end
+            return
+        # A trailer field: the same limits as the head's (RFC 9112 §7.1.2), checked as each
+        # arrives; never merged into the header section.
         self._event = True
         self._field_count += 1
         settings = self._settings
-        # Trailer fields count against the same limits as the head's (RFC 9112 §7.1.2).
         if self._field_count > settings.limit_request_fields:
             self._error = HeaderFieldsTooLarge("too many header fields")
             raise _Stop
         if len(name) + len(value) + 4 > settings.limit_request_field_size:
             self._error = HeaderFieldsTooLarge("header field too large")
             raise _Stop
-        if self.in_head:
-            self.headers.append((name, value))
-        # else: a trailer field. RFC 9112 §7.1.2: never merged into the header section.
 
     def on_headers_complete(self) -> None:
         self.in_head = False
         self._head_bytes = 0
         method = self._method
         url = self._url
-        if len(method) + len(url) + 10 > self._settings.limit_request_line:
+        settings = self._settings
+        if len(method) + len(url) + 10 > settings.limit_request_line:
             self._error = URITooLong("request line too long")
+            raise _Stop
+        headers = self.headers
+        if len(headers) > settings.limit_request_fields:
+            self._error = HeaderFieldsTooLarge("too many header fields")
+            raise _Stop
+        # `_line` holds every byte from the request's start (and maybe more) unless it grew
+        # past `_line_limit` and stopped growing: when it is short, every field is too.
+        line = self._line
+        field_limit = settings.limit_request_field_size - 4
+        if (len(line) > field_limit or len(line) > self._line_limit) and _field_too_large(
+            headers, field_limit
+        ):
+            self._error = HeaderFieldsTooLarge("header field too large")
             raise _Stop
         # The request line must read exactly `method SP request-target SP HTTP/d.d CRLF`
         # (RFC 9112 §3). llhttp accepts more (several spaces between the parts; RTSP and
         # ICE protocol names), which a proxy in front may read differently: refused here.
-        line = self._line
         if line[:1] in _CR_LF:
             line = line.lstrip(b"\r\n")  # RFC 9112 §2.2: empty lines before it are ignored
         self._line = b""
@@ -295,10 +335,9 @@ class RequestParser:
         # The version llhttp parsed is right there: "HTTP/1.1" (no formatting call).
         version = _VERSIONS.get(line[version_at + 5 : end]) or self._parser.get_http_version()
         try:
-            validate.check_version(version)
-            environ = request_environ(
-                self._environ_base, method, url, version, self.headers, EMPTY_BODY
-            )
+            if version != "1.1" and version != "1.0":
+                validate.check_version(version)  # raises
+            environ = request_environ(self._environ_base, method, url, version, headers, EMPTY_BODY)
             validate.check_request(environ, version)
             apply_proxy_headers(environ, self._peer_trusted, self._proxies)
             environ["wsgiserve.request_id"] = request_id(environ.get("HTTP_X_REQUEST_ID"))
@@ -330,7 +369,9 @@ class RequestParser:
         self._on_head(
             environ,
             version,
-            validate.keep_alive_requested(environ, version),
+            version == "1.1"  # the usual case of keep_alive_requested, without the call
+            if "HTTP_CONNECTION" not in environ
+            else validate.keep_alive_requested(environ, version),
             length,
             length != 0 and validate.wants_continue(environ, version),
             upgrade,
@@ -381,6 +422,8 @@ class RequestParser:
                 http_error = NotImplementedCoding("unknown method")
                 self._method, _, rest = line.group().partition(b" ")  # for the access log
                 self._url = rest.rpartition(b" ")[0]
+            elif piece[:1] == b"\x00" and not self._method:
+                http_error = UwsgiOnHttpListener("a uwsgi packet on an HTTP listener")
         self._refuse(http_error, self._in_body)
 
     def _upgrade(self, rest: bytes) -> None:

@@ -1,4 +1,5 @@
-"""--reload: notice when a Python file under the app's directory changes.
+"""--reload: notice when a Python file under the app's directory changes, or one of the
+--reload-extra-file files (a path or a glob pattern, any kind of file).
 
 With the `reload` extra (watchfiles) the kernel tells us; without it we poll
 modification times once a second, skipping virtualenvs and hidden folders.
@@ -6,11 +7,15 @@ modification times once a second, skipping virtualenvs and hidden folders.
 
 from __future__ import annotations
 
+import fnmatch
+import glob
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+
+from .errors import StartupError
 
 log = logging.getLogger("wsgiserve.error")
 
@@ -30,11 +35,35 @@ def _python_files(root: Path) -> Iterator[Path]:
                 yield Path(directory, name)
 
 
-class PollingWatcher:
-    """Compares modification times of *.py files under `roots` on each `changed()` call."""
+def _extra_files(patterns: Sequence[str]) -> Iterator[Path]:
+    """The files the --reload-extra-file patterns name now (a plain path even before it exists)."""
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            yield from (Path(p) for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+        else:
+            yield Path(pattern)
 
-    def __init__(self, roots: list[Path]) -> None:
+
+def _pattern_roots(patterns: Sequence[str]) -> list[Path]:
+    """The existing directories holding what `patterns` can match, to watch."""
+    roots = []
+    for pattern in patterns:
+        fixed = Path(os.path.abspath(pattern))
+        while glob.has_magic(str(fixed)) or not fixed.is_dir():
+            if fixed.parent == fixed:
+                break
+            fixed = fixed.parent
+        roots.append(fixed)
+    return roots
+
+
+class PollingWatcher:
+    """Compares modification times of *.py files under `roots`, and of the files `extra`
+    names, on each `changed()` call."""
+
+    def __init__(self, roots: list[Path], extra: Sequence[str] = ()) -> None:
         self.roots = roots
+        self.extra = tuple(extra)
         self._mtimes = self._scan()
 
     def _scan(self) -> dict[Path, float]:
@@ -45,6 +74,11 @@ class PollingWatcher:
                     mtimes[path] = path.stat().st_mtime
                 except OSError:
                     continue
+        for path in _extra_files(self.extra):
+            try:
+                mtimes[path.resolve()] = path.stat().st_mtime
+            except OSError:
+                continue  # not there (yet): its appearing is a change
         return mtimes
 
     def changed(self) -> list[Path]:
@@ -55,12 +89,39 @@ class PollingWatcher:
         return changed
 
 
-def start_watching(roots: list[Path], notify: Callable[[list[str]], None]) -> str:
-    """Call `notify(paths)` from a daemon thread whenever a .py file changes; returns the engine."""
+def check_engine(engine: str) -> None:
+    """Refuse `--reload-engine inotify` up front when watchfiles is not installed.
+
+    Raises:
+        StartupError: it is not, with the fix.
+    """
+    if engine == "inotify":
+        try:
+            import watchfiles  # noqa: F401
+        except ImportError:
+            raise StartupError(
+                "--reload-engine inotify needs watchfiles: pip install watchfiles "
+                "(or the wsgiserve[reload] extra), or use --reload-engine poll"
+            ) from None
+
+
+def start_watching(
+    roots: list[Path],
+    notify: Callable[[list[str]], None],
+    extra: Sequence[str] = (),
+    engine: str = "auto",
+) -> str:
+    """Call `notify(paths)` from a daemon thread whenever a .py file under `roots` or a file
+    the `extra` paths or glob patterns name changes; returns the engine used.
+
+    `engine`: "auto" (watchfiles when installed, else polling), "poll" or "inotify"
+    (watchfiles; `check_engine` first)."""
     try:
+        if engine == "poll":
+            raise ImportError("polling asked for")
         import watchfiles
     except ImportError:
-        watcher = PollingWatcher(roots)
+        watcher = PollingWatcher(roots, extra)
         stop = threading.Event()
 
         def poll() -> None:
@@ -72,9 +133,15 @@ def start_watching(roots: list[Path], notify: Callable[[list[str]], None]) -> st
         threading.Thread(target=poll, name="wsgiserve-reload", daemon=True).start()
         return "polling"
 
+    only_python = watchfiles.PythonFilter()
+    patterns = [os.path.abspath(pattern) for pattern in extra]
+
+    def wanted(change: watchfiles.Change, path: str) -> bool:
+        return any(fnmatch.fnmatch(path, p) for p in patterns) or only_python(change, path)
+
     def watch() -> None:
-        only_python = watchfiles.PythonFilter()
-        for changes in watchfiles.watch(*roots, watch_filter=only_python):
+        paths = {*roots, *_pattern_roots(extra)}
+        for changes in watchfiles.watch(*paths, watch_filter=wanted):
             notify(sorted({path for _, path in changes}))
 
     threading.Thread(target=watch, name="wsgiserve-reload", daemon=True).start()

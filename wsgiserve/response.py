@@ -89,14 +89,15 @@ def status_line(status: str) -> tuple[bytes, int]:
     if type(status) is not str or not _STATUS.fullmatch(status):
         raise InvalidResponse(f"invalid status {status!r}")
     code = int(status[:3])
+    full = status
     if len(status) == 3:
         try:
-            status = f"{code} {HTTPStatus(code).phrase}"
+            full = f"{code} {HTTPStatus(code).phrase}"
         except ValueError:
-            status = f"{code} "
-    line = (f"HTTP/1.1 {status}\r\n".encode("latin-1"), code)
+            full = f"{code} "
+    line = (f"HTTP/1.1 {full}\r\n".encode("latin-1"), code)
     if len(_status_lines) < _CACHE_LIMIT:
-        _status_lines[status] = line
+        _status_lines[status] = line  # under the app's spelling: "200" finds it next time
     return line
 
 
@@ -159,9 +160,11 @@ class Response:
                 exc_info = None
         elif self.started:
             raise AssertionError("start_response called a second time without exc_info")
-        self._status_line, code = status_line(status)
+        line = _status_lines.get(status)  # the cache lookup of status_line, without a call
+        self._status_line, code = line if line is not None else status_line(status)
         self._code = code
-        self._no_body = self._exchange.no_body(code)
+        # RFC 9110 §6.4.1: no body for HEAD, 1xx (never reach here), 204 and 304.
+        self._no_body = code == 204 or code == 304 or self._exchange.head_request
         self._prepare_headers(headers)
         self.app_headers = headers
         self.started = True

@@ -49,6 +49,7 @@ class WorkerProcess:
     reason: str | None = None  # why the supervisor retired it, if not for a reload or TTOU
     snapshot: dict[str, Any] = field(default_factory=dict)  # its latest heartbeat
     _partial: bytes = b""  # the start of a line the pipe has not finished delivering
+    slot: int = -1  # its connection count's place in the shared counts (balance.py)
 
     def beat(self, data: bytes, now: float) -> bool:
         """Record a heartbeat that brought `data`; return whether it was the worker's first."""

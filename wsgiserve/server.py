@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -16,7 +17,8 @@ from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
 
-from . import accesslog, tls
+from . import accesslog, logs, tls
+from .balance import MIN_SLACK, SharedCounts, back_in_share, over_share
 from .call import App, run_app
 from .connection import HttpConnection
 from .context import ConnectionContext, limits_from
@@ -25,10 +27,14 @@ from .exchange import Exchange, ServerClock
 from .flow import ResponseBudget
 from .listeners import Listener, close_listener
 from .metrics import WorkerStats
+from .parser import Parser, RequestParser, RequestSink
 from .pool import WorkerPool
 from .proxy import TrustedProxies
+from .proxy_protocol import ProxyPreamble
 from .response import FileWrapper
 from .settings import Settings
+from .throttle import RepeatedWarning
+from .uwsgi import UwsgiParser
 
 log = logging.getLogger("wsgiserve.error")
 
@@ -36,7 +42,9 @@ SERVER_NAME = "wsgiserve"
 TICK = 1.0  # seconds between runs of _tick: the clock's and the timers' resolution
 DATE_SLACK = 0.002  # seconds past the second's start: never format the second before
 FIRST_REQUEST_GRACE = 2.0  # seconds a fresh connection may still send a request on shutdown
+ParserFactory = Callable[[RequestSink, dict[str, Any]], Parser]
 LIMIT_LOG_INTERVAL = 60.0  # seconds between "at --max-connections" lines
+SHARE_RECHECK = 0.02  # seconds between looks at the siblings while out of its share
 DRAIN_QUIET = 1.0  # seconds a kept-alive connection must be quiet before a stop closes it
 
 
@@ -51,13 +59,14 @@ class Server:
         self.app = app
         self.settings = settings
         self.clock = ServerClock(SERVER_NAME)
-        if settings.access_logfile or settings.log_config:
+        if logs.wants_access_log(settings):
             self.clock.access_log = accesslog.AccessLog(
                 settings.access_logformat, settings.access_log_json
             )
         self.connections: set[HttpConnection] = set()
         self.ssl = tls.server_context(settings)
         self.proxies = TrustedProxies.parse(settings.forwarded_allow_ips)
+        self.uwsgi_peers = TrustedProxies.parse(settings.uwsgi_allow_ips)
         if settings.metrics_bind or settings.statsd_host:
             self.clock.stats = WorkerStats(settings.statsd_host, settings.statsd_prefix)
         self.started = time.time()
@@ -80,8 +89,15 @@ class Server:
         self.accepting = False
         self._resuming = False
         self.max_connections = settings.max_connections or default_max_connections()
-        self._limit_hits = 0  # times --max-connections was reached since the last log line
-        self._limit_logged = -LIMIT_LOG_INTERVAL
+        self._at_limit = RepeatedWarning(
+            log,
+            "%d connections (--max-connections): not accepting more for now",
+            LIMIT_LOG_INTERVAL,
+        )
+        self._warnings: dict[str, RepeatedWarning] = {}
+        # A worker of several: the shared connection counts and its slot (see balance.py).
+        self.share: tuple[SharedCounts, int] | None = None
+        self._over_share = False  # stopped accepting to leave new connections to siblings
         # Called once a second on the loop thread (a worker process adds its heartbeat here).
         self.tick_callbacks: list[Callable[[], None]] = []
 
@@ -112,10 +128,13 @@ class Server:
             limit_concurrency=self.settings.limit_concurrency,
             body_preread=self.settings.body_preread,
             budget=ResponseBudget(self.settings.response_budget),
+            make_parser=self._with_preamble(self._http_parser),
+            warn=self.warn,
         )
         self._tick()
         self.listeners = listeners
         await self._listen()
+        self._publish()  # counted by the siblings from now on
 
     async def _listen(self) -> None:
         # Each server gets a duplicate of the listening socket, so that closing it to stop
@@ -124,8 +143,14 @@ class Server:
         context = self.context
         assert context is not None
         for listener in self.listeners:
+            if listener.protocol == "uwsgi":
+                listener_context = dataclasses.replace(
+                    context, make_parser=self._with_preamble(self._uwsgi_parser)
+                )
+            else:
+                listener_context = context
             server = await self._loop.create_server(
-                lambda: HttpConnection(context),
+                functools.partial(HttpConnection, listener_context),
                 sock=listener.sock.dup(),
                 backlog=self.settings.backlog,
                 ssl=self.ssl,
@@ -138,35 +163,82 @@ class Server:
             self._servers.append(server)
         self.accepting = True
 
+    def _http_parser(self, sink: RequestSink, environ_base: dict[str, Any]) -> Parser:
+        return RequestParser(sink, self.settings, environ_base, self.proxies, self.head_limit)
+
+    def _uwsgi_parser(self, sink: RequestSink, environ_base: dict[str, Any]) -> Parser:
+        # A unix-socket peer (no address) is a local process: always allowed.
+        allowed = self.uwsgi_peers.trusts(environ_base["REMOTE_ADDR"])
+        return UwsgiParser(sink, self.settings, environ_base, allowed, self.head_limit)
+
+    def _with_preamble(self, make_parser: ParserFactory) -> ParserFactory:
+        """`make_parser`, behind a PROXY protocol preamble when --proxy-protocol is on."""
+        mode = self.settings.proxy_protocol
+        if mode == "off":
+            return make_parser
+        balancers = TrustedProxies.parse(self.settings.proxy_allow_ips)
+
+        def preamble(sink: RequestSink, environ_base: dict[str, Any]) -> Parser:
+            allowed = balancers.trusts(environ_base["REMOTE_ADDR"])
+            return ProxyPreamble(sink, environ_base, make_parser, mode, allowed)
+
+        return preamble
+
+    def warn(self, message: str, *args: object) -> None:
+        """A warning about the set-up that clients may trigger often: once a minute, counted."""
+        warning = self._warnings.get(message)
+        if warning is None:
+            warning = self._warnings[message] = RepeatedWarning(log, message, LIMIT_LOG_INTERVAL)
+        warning.hit(*args)
+
     def connection_opened(self, connection: HttpConnection) -> None:
         self.connections.add(connection)
         if self.accepting and len(self.connections) >= self.max_connections:
             # A server at its limit reaches it again and again: one line a minute, counted.
-            self._limit_hits += 1
-            now = time.monotonic()
-            if now - self._limit_logged >= LIMIT_LOG_INTERVAL:
-                log.warning(
-                    "%d connections (--max-connections): not accepting more for now "
-                    "(reached %d time(s) since the last such line)",
-                    len(self.connections),
-                    self._limit_hits,
-                )
-                self._limit_logged = now
-                self._limit_hits = 0
-            self.accepting = False
-            for server in self._servers:
-                server.close()
-            self._servers.clear()
+            self._at_limit.hit(len(self.connections))
+            self._stop_accepting()
+        elif self.share is not None and not self.stop_requested:
+            counts, slot = self.share
+            mine = len(self.connections)
+            counts.write(slot, mine)
+            if self.accepting and mine > MIN_SLACK and over_share(mine, counts.others(slot)):
+                self._over_share = True  # siblings take the next ones (see balance.py)
+                self._stop_accepting()
+                assert self._loop is not None
+                self._loop.call_later(SHARE_RECHECK, self._recheck_share)
 
     def connection_closed(self, connection: HttpConnection) -> None:
         self.connections.discard(connection)
-        if (
-            not self.accepting
-            and not self.stop_requested
-            and not self._resuming
-            and len(self.connections) < self.max_connections * 0.9
-            and self._loop is not None
-        ):
+        self._publish()
+        self._resume_if_room()
+
+    def _recheck_share(self) -> None:
+        """While out of its share, look again soon: siblings' counts change as they accept."""
+        self._resume_if_room()
+        if self._over_share and not self.stop_requested and self._loop is not None:
+            self._loop.call_later(SHARE_RECHECK, self._recheck_share)
+
+    def _publish(self) -> None:
+        """This worker's open connections, for its siblings (while it accepts)."""
+        if self.share is not None and not self.stop_requested:
+            self.share[0].write(self.share[1], len(self.connections))
+
+    def _stop_accepting(self) -> None:
+        self.accepting = False
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
+
+    def _resume_if_room(self) -> None:
+        if self.accepting or self.stop_requested or self._resuming or self._loop is None:
+            return
+        if self._over_share:
+            assert self.share is not None
+            counts, slot = self.share
+            if not back_in_share(len(self.connections), counts.others(slot)):
+                return
+            self._over_share = False
+        if len(self.connections) < self.max_connections * 0.9:
             self._resuming = True
             self._loop.create_task(self._resume_accepting())
 
@@ -174,7 +246,6 @@ class Server:
         try:
             if not self.stop_requested:
                 await self._listen()
-                log.debug("accepting connections again")
         finally:
             self._resuming = False
 
@@ -196,6 +267,8 @@ class Server:
         """Stop accepting, let requests in flight finish within the graceful timeout, close."""
         self.clock.draining = True
         self.stop_requested = True
+        if self.share is not None:  # no share to measure siblings by from now on
+            self.share[0].leave(self.share[1])
         for server in self._servers:
             server.close()
         self._servers.clear()
@@ -270,6 +343,9 @@ class Server:
             exchange = connection.current
             if report_after and exchange is not None and not exchange.reported:
                 _report_if_slow(exchange, report_after, flag)
+        if self.share is not None:  # fresh, so siblings know this worker is alive
+            self._publish()
+            self._resume_if_room()
         for callback in self.tick_callbacks:
             try:
                 callback()

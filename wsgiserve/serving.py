@@ -46,6 +46,8 @@ SUPERVISOR_ONLY = (
     "group",
     "factory",
     "reload",
+    "reload_engine",
+    "reload_extra_files",
     "chdir",
     "pythonpath",
     "raw_env",
@@ -87,14 +89,7 @@ def _flag(name: str, value: Any) -> str:
 
 
 def _configure_logs(settings: Settings) -> None:
-    logs.configure(
-        settings.log_level,
-        settings.access_logfile,
-        error_logfile=settings.error_logfile,
-        log_config=settings.log_config,
-        capture_output=settings.capture_output,
-        error_log_json=settings.error_log_json,
-    )
+    logs.configure_from(settings)
 
 
 def open_listeners(settings: Settings) -> list[Listener]:
@@ -102,11 +97,17 @@ def open_listeners(settings: Settings) -> list[Listener]:
     listeners = systemd_listeners(scheme)
     if listeners:
         log.info("Using %d socket(s) from systemd socket activation", len(listeners))
-        return listeners
+        return [dataclasses.replace(each, protocol=settings.protocol) for each in listeners]
     try:
         for spec in settings.bind:
             listeners.append(
-                open_listener(spec, settings.backlog, scheme=scheme, reuse_port=settings.reuse_port)
+                open_listener(
+                    spec,
+                    settings.backlog,
+                    scheme=scheme,
+                    reuse_port=settings.reuse_port,
+                    protocol=settings.protocol,
+                )
             )
     except BaseException:
         for listener in listeners:
@@ -190,7 +191,7 @@ def background_server(
     """
     resolved = settings_for(host, port, settings)
     # In a test process, logging is left alone unless a log destination was asked for.
-    if resolved.access_logfile or resolved.log_config or resolved.error_logfile:
+    if logs.wants_access_log(resolved) or resolved.error_logfile or resolved.syslog:
         _configure_logs(resolved)
     listeners = open_listeners(resolved)
     server = Server(app, resolved)

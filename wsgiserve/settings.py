@@ -12,10 +12,50 @@ from typing import Any
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 THREAD_POLICIES = ("batch", "normal")
+PROTOCOLS = ("http", "uwsgi")
+PROXY_MODES = ("off", "v1", "v2", "auto")
+RELOAD_ENGINES = ("auto", "poll", "inotify")  # gunicorn's names; inotify means watchfiles
+# The facility names syslog knows (logging.handlers.SysLogHandler.facility_names has them too).
+SYSLOG_FACILITIES = frozenset(
+    (
+        *("auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news"),
+        *("security", "syslog", "user", "uucp", *(f"local{n}" for n in range(8))),
+    )
+)
+# How --help and docs/settings.md group the settings, in this order.
+SECTIONS = (
+    "binding",
+    "workers",
+    "timeouts",
+    "limits",
+    "proxies",
+    "logging",
+    "metrics",
+    "TLS",
+    "process",
+)
 
 
-def _setting(default: Any, *flags: str, help: str, unit: str = "", metavar: str = "") -> Any:
-    meta = {"flags": flags, "help": help, "unit": unit, "metavar": metavar}
+def _setting(
+    default: Any,
+    *flags: str,
+    section: str,
+    help: str,
+    unit: str = "",
+    metavar: str = "",
+    const: Any = None,
+) -> Any:
+    # `const`: the value of the flag given without one (argparse's nargs="?").
+    if section not in SECTIONS:
+        raise ValueError(f"section {section!r} is not one of {SECTIONS}")
+    meta = {
+        "flags": flags,
+        "help": help,
+        "unit": unit,
+        "metavar": metavar,
+        "const": const,
+        "section": section,
+    }
     if isinstance(default, (list, tuple)):
         return dataclasses.field(default=tuple(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -31,9 +71,10 @@ class Settings:
         "--bind",
         metavar="ADDRESS",
         help="Where to listen: HOST:PORT, [IPv6]:PORT or unix:PATH. Repeat to listen on several.",
+        section="binding",
     )
     threads: int = _setting(
-        8, "--threads", metavar="N", help="Worker threads that run the WSGI app."
+        8, "--threads", metavar="N", help="Worker threads that run the WSGI app.", section="workers"
     )
     thread_policy: str = _setting(
         "batch",
@@ -42,6 +83,7 @@ class Settings:
         help="Linux scheduling policy of the app threads: batch (SCHED_BATCH: a thread "
         "handed a request does not preempt the event loop, which saves context switches; "
         "same CPU share as normal) or normal.",
+        section="workers",
     )
     keep_alive: float = _setting(
         5.0,
@@ -51,6 +93,7 @@ class Settings:
         metavar="SECONDS",
         help="How long an idle keep-alive connection is held open. Keep it above your load "
         "balancer's idle timeout.",
+        section="timeouts",
     )
     header_timeout: float = _setting(
         10.0,
@@ -59,6 +102,7 @@ class Settings:
         metavar="SECONDS",
         help="Time a client has, from connecting or from the end of the previous response, "
         "to send a whole request head (slowloris defence; 408 then close).",
+        section="timeouts",
     )
     body_timeout: float = _setting(
         30.0,
@@ -66,6 +110,7 @@ class Settings:
         unit="seconds",
         metavar="SECONDS",
         help="Longest pause while a request body is arriving (a stalled upload is cut off).",
+        section="timeouts",
     )
     write_timeout: float = _setting(
         30.0,
@@ -74,6 +119,7 @@ class Settings:
         metavar="SECONDS",
         help="Longest a response may make no progress because the client stopped reading; "
         "then the connection is dropped and its thread freed.",
+        section="timeouts",
     )
     min_upload_rate: float = _setting(
         240.0,
@@ -83,6 +129,7 @@ class Settings:
         help="Slowest a request body may arrive, on average, once --min-rate-grace has passed "
         "(counted only while the server wants to read). A trickling upload is cut off with 408 "
         "instead of holding a thread. 0: off.",
+        section="timeouts",
     )
     min_download_rate: float = _setting(
         240.0,
@@ -92,6 +139,7 @@ class Settings:
         help="Slowest a client may take a response whose bytes wait for it, measured over "
         "each --min-rate-grace window while writing is stalled; a slower one is dropped and "
         "its thread freed long before --write-timeout. 0: off.",
+        section="timeouts",
     )
     min_rate_grace: float = _setting(
         5.0,
@@ -99,6 +147,7 @@ class Settings:
         unit="seconds",
         metavar="SECONDS",
         help="How long an upload or a stalled download may run before the minimum rates apply.",
+        section="timeouts",
     )
     response_budget: int = _setting(
         64 * 1024 * 1024,
@@ -107,6 +156,7 @@ class Settings:
         metavar="BYTES",
         help="Response bytes one worker may hold for clients that stopped reading; past it, "
         "app threads wait before writing more instead of the server buffering it. 0: no limit.",
+        section="limits",
     )
     body_preread: int = _setting(
         64 * 1024,
@@ -116,6 +166,7 @@ class Settings:
         help="A request body up to this size (by Content-Length) is read whole before the app "
         "is called, so an app thread never waits on the network for it. Not with "
         "Expect: 100-continue (the app decides). 0: hand every request over at once.",
+        section="limits",
     )
     limit_request_body: int = _setting(
         0,
@@ -123,6 +174,7 @@ class Settings:
         unit="bytes",
         metavar="BYTES",
         help="Largest request body accepted (larger: 413, before any 100 Continue). 0: no limit.",
+        section="limits",
     )
     limit_concurrency: int = _setting(
         0,
@@ -130,6 +182,7 @@ class Settings:
         metavar="N",
         help="Requests running plus waiting for a thread, per worker; past it new requests get "
         "503 with Retry-After. 0: no limit.",
+        section="limits",
     )
     graceful_timeout: float = _setting(
         30.0,
@@ -137,21 +190,28 @@ class Settings:
         unit="seconds",
         metavar="SECONDS",
         help="On SIGTERM/SIGINT, how long in-flight requests may take to finish.",
+        section="timeouts",
     )
     backlog: int = _setting(
-        2048, "--backlog", metavar="N", help="Pending connections the kernel queues per socket."
+        2048,
+        "--backlog",
+        metavar="N",
+        help="Pending connections the kernel queues per socket.",
+        section="binding",
     )
     log_level: str = _setting(
         "info",
         "--log-level",
         metavar="LEVEL",
         help="Error log verbosity: " + ", ".join(LOG_LEVELS) + ".",
+        section="logging",
     )
     access_logfile: str | None = _setting(
         None,
         "--access-logfile",
         metavar="FILE",
         help="Write an access log line per request to FILE ('-' is stdout). Off by default.",
+        section="logging",
     )
     access_logformat: str | None = _setting(
         None,
@@ -159,9 +219,13 @@ class Settings:
         metavar="FORMAT",
         help="Access log format with gunicorn's atoms, e.g. '%(h)s \"%(r)s\" %(s)s %(M)sms'. "
         "Default: gunicorn's.",
+        section="logging",
     )
     access_log_json: bool = _setting(
-        False, "--access-log-json", help="Write the access log as one JSON object per line."
+        False,
+        "--access-log-json",
+        help="Write the access log as one JSON object per line.",
+        section="logging",
     )
     error_logfile: str | None = _setting(
         None,
@@ -169,21 +233,71 @@ class Settings:
         "--log-file",
         metavar="FILE",
         help="Where the error log goes ('-' or unset: stderr).",
+        section="logging",
     )
     error_log_json: bool = _setting(
         False,
         "--error-log-json",
         help="Write the error log as one JSON object per line (time, level, pid, message; a "
         "traceback or a slow request's stack as one field).",
+        section="logging",
     )
     log_config: str | None = _setting(
         None,
         "--log-config",
+        "--log-config-json",
         metavar="FILE",
-        help="A logging dictConfig in a .json or .toml file; replaces the logging set-up.",
+        help="A logging configuration file: .ini, .conf or .cfg for logging.config.fileConfig "
+        "(as gunicorn reads it), .toml or anything else as JSON for dictConfig. A logger it "
+        "names is left to it.",
+        section="logging",
+    )
+    logconfig_dict: dict[str, Any] | None = _setting(  # noqa: RUF009 (None by default)
+        None,
+        help="A logging.config.dictConfig dictionary (a config file's logconfig_dict, as in "
+        "gunicorn); applied after --log-config. A logger it names is left to it.",
+        section="logging",
+    )
+    syslog: bool = _setting(
+        False,
+        "--log-syslog",
+        help="Send the error log to syslog as well, and the access log too unless "
+        "--disable-redirect-access-to-syslog.",
+        section="logging",
+    )
+    syslog_addr: str = _setting(
+        "udp://localhost:514",
+        "--log-syslog-to",
+        metavar="ADDRESS",
+        help="Where --log-syslog sends lines: udp://HOST:PORT, tcp://HOST:PORT or unix://PATH "
+        "(the local syslog daemon: unix:///dev/log).",
+        section="logging",
+    )
+    syslog_prefix: str | None = _setting(
+        None,
+        "--log-syslog-prefix",
+        metavar="NAME",
+        help="The program name syslog lines carry. Default: --name, else wsgiserve.",
+        section="logging",
+    )
+    syslog_facility: str = _setting(
+        "user",
+        "--log-syslog-facility",
+        metavar="FACILITY",
+        help="The syslog facility, e.g. user, daemon, local0 ... local7.",
+        section="logging",
+    )
+    disable_redirect_access_to_syslog: bool = _setting(
+        False,
+        "--disable-redirect-access-to-syslog",
+        help="With --log-syslog, keep access-log lines out of syslog.",
+        section="logging",
     )
     capture_output: bool = _setting(
-        False, "--capture-output", help="Send the app's stdout and stderr to the error log file."
+        False,
+        "--capture-output",
+        help="Send the app's stdout and stderr to the error log file.",
+        section="logging",
     )
     forwarded_allow_ips: str = _setting(
         "127.0.0.1,::1",
@@ -191,6 +305,44 @@ class Settings:
         metavar="IPS",
         help="Peers (IPs, CIDRs, or *) whose X-Forwarded-* and Forwarded headers are believed. "
         "Default: $FORWARDED_ALLOW_IPS, else 127.0.0.1,::1.",
+        section="proxies",
+    )
+    proxy_protocol: str = _setting(
+        "off",
+        "--proxy-protocol",
+        metavar="MODE",
+        const="auto",
+        help="Read a PROXY protocol header (HAProxy, AWS NLB, stunnel) at the start of each "
+        "connection from --proxy-allow-from peers, and take the client's address from it: "
+        "off, v1, v2 or auto (the flag alone). A connection without one is served as is.",
+        section="proxies",
+    )
+    proxy_allow_ips: str = _setting(
+        "127.0.0.1,::1",
+        "--proxy-allow-from",
+        "--proxy-allow-ips",
+        metavar="IPS",
+        help="Peers (IPs, CIDRs, or *) that may send a PROXY protocol header. Unix-socket "
+        "peers are always allowed.",
+        section="proxies",
+    )
+    protocol: str = _setting(
+        "http",
+        "--protocol",
+        metavar="PROTOCOL",
+        help="What the listeners speak when a bind does not say: http, or uwsgi (the binary "
+        "protocol of nginx's uwsgi_pass and Apache's mod_proxy_uwsgi). A bind can say it "
+        "itself: -b uwsgi://127.0.0.1:3031 or -b uwsgi:unix:/run/app/uwsgi.sock.",
+        section="binding",
+    )
+    uwsgi_allow_ips: str = _setting(
+        "127.0.0.1,::1",
+        "--uwsgi-allow-ips",
+        "--uwsgi-allow-from",
+        metavar="IPS",
+        help="Peers (IPs, CIDRs, or *) that may send uwsgi requests (they set the client's "
+        "address and scheme). Unix-socket peers are always allowed.",
+        section="proxies",
     )
     limit_request_line: int = _setting(
         4094,
@@ -198,12 +350,14 @@ class Settings:
         unit="bytes",
         metavar="BYTES",
         help="Longest request line accepted (longer: 414). 0 means the maximum, 65535.",
+        section="limits",
     )
     limit_request_fields: int = _setting(
         100,
         "--limit-request-fields",
         metavar="N",
         help="Most header fields in one request (more: 431). 0 means the maximum, 32768.",
+        section="limits",
     )
     limit_request_field_size: int = _setting(
         8190,
@@ -212,6 +366,7 @@ class Settings:
         unit="bytes",
         metavar="BYTES",
         help="Longest header field line, CRLF included (longer: 431). 0 means the maximum, 65535.",
+        section="limits",
     )
 
     max_connections: int = _setting(
@@ -221,6 +376,7 @@ class Settings:
         metavar="N",
         help="Open connections per worker; past it the worker stops accepting until some "
         "close. 0: as many as the open-file limit allows, keeping 10% spare.",
+        section="limits",
     )
 
     # -- observability --------------------------------------------------------------------
@@ -230,15 +386,21 @@ class Settings:
         metavar="HOST:PORT",
         help="Serve Prometheus metrics (per worker and summed) at http://HOST:PORT/metrics, "
         "from the supervisor. Off by default.",
+        section="metrics",
     )
     statsd_host: str | None = _setting(
         None,
         "--statsd-host",
         metavar="HOST:PORT",
         help="Send gunicorn-style statsd metrics (UDP) to HOST:PORT.",
+        section="metrics",
     )
     statsd_prefix: str = _setting(
-        "", "--statsd-prefix", metavar="PREFIX", help="Prefix for statsd metric names."
+        "",
+        "--statsd-prefix",
+        metavar="PREFIX",
+        help="Prefix for statsd metric names.",
+        section="metrics",
     )
 
     # -- processes ------------------------------------------------------------------------
@@ -249,6 +411,7 @@ class Settings:
         metavar="N",
         help="Worker processes, each with its own event loop and threads. Default: "
         "$WEB_CONCURRENCY, else 1.",
+        section="workers",
     )
     timeout: float = _setting(
         30.0,
@@ -258,6 +421,7 @@ class Settings:
         metavar="SECONDS",
         help="A request running longer is logged with its thread's stack; a worker whose event "
         "loop misses its heartbeat this long is killed and replaced. 0 turns both off.",
+        section="timeouts",
     )
     slow_request_threshold: float = _setting(
         0.0,
@@ -266,18 +430,21 @@ class Settings:
         metavar="SECONDS",
         help="Log a request running longer than this, once, with its method, path, age and "
         "its thread's current stack. 0: use --timeout.",
+        section="timeouts",
     )
     max_requests: int = _setting(
         0,
         "--max-requests",
         metavar="N",
         help="Restart a worker gracefully after it served N requests (0: never).",
+        section="workers",
     )
     max_requests_jitter: int = _setting(
         0,
         "--max-requests-jitter",
         metavar="N",
         help="Add a random 0..N to --max-requests per worker, so workers do not restart together.",
+        section="workers",
     )
     max_worker_memory: int = _setting(
         0,
@@ -286,24 +453,38 @@ class Settings:
         help="Restart a worker gracefully once its resident memory (RSS) grows past SIZE: bytes, "
         "or with a unit (512MB, 1.5GiB; KB/MB/GB count in 1000s, K/M/G and KiB/MiB/GiB in "
         "1024s), as uWSGI's reload-on-rss. Checked on each heartbeat; Linux only. 0: never.",
+        section="workers",
     )
     preload_app: bool = _setting(
-        False, "--preload", help="Load the app in the supervisor, before the workers fork."
+        False,
+        "--preload",
+        help="Load the app in the supervisor, before the workers fork.",
+        section="workers",
     )
     reuse_port: bool = _setting(
-        False, "--reuse-port", help="Set SO_REUSEPORT on listening sockets."
+        False, "--reuse-port", help="Set SO_REUSEPORT on listening sockets.", section="binding"
     )
     pidfile: str | None = _setting(
-        None, "-p", "--pid", metavar="FILE", help="Write the supervisor's pid to FILE."
+        None,
+        "-p",
+        "--pid",
+        metavar="FILE",
+        help="Write the supervisor's pid to FILE.",
+        section="process",
     )
     chdir: str | None = _setting(
-        None, "--chdir", metavar="DIR", help="Change to DIR before loading the app."
+        None,
+        "--chdir",
+        metavar="DIR",
+        help="Change to DIR before loading the app.",
+        section="process",
     )
     pythonpath: str | None = _setting(
         None,
         "--pythonpath",
         metavar="DIRS",
         help="Comma-separated directories to put first on sys.path before loading the app.",
+        section="process",
     )
     raw_env: tuple[str, ...] = _setting(
         (),
@@ -311,6 +492,7 @@ class Settings:
         "--env",
         metavar="KEY=VALUE",
         help="Set an environment variable for the app. Repeatable.",
+        section="process",
     )
     proc_name: str | None = _setting(
         None,
@@ -318,13 +500,16 @@ class Settings:
         "--name",
         metavar="NAME",
         help="Process title (shown by ps and top when setproctitle is installed).",
+        section="process",
     )
     umask: int = _setting(
         0,
+        "-m",
         "--umask",
         metavar="MASK",
         help="umask for the processes, which sets the permissions of unix sockets "
         "(e.g. 0o007). 0 leaves the umask as it is.",
+        section="process",
     )
     user: str | None = _setting(
         None,
@@ -332,6 +517,7 @@ class Settings:
         "--user",
         metavar="USER",
         help="Run as this user (name or uid) once the sockets are bound; needs root.",
+        section="process",
     )
     group: str | None = _setting(
         None,
@@ -339,35 +525,75 @@ class Settings:
         "--group",
         metavar="GROUP",
         help="Run as this group (name or gid) once the sockets are bound; needs root.",
+        section="process",
     )
     factory: bool = _setting(
-        False, "--factory", help="Treat MODULE:NAME as a factory: call it to get the app."
+        False,
+        "--factory",
+        help="Treat MODULE:NAME as a factory: call it to get the app.",
+        section="workers",
     )
     reload: bool = _setting(
         False,
         "--reload",
         help="Development: restart the workers when a .py file under the app's directory "
         "changes (watchfiles if installed, else polling).",
+        section="process",
+    )
+
+    reload_engine: str = _setting(
+        "auto",
+        "--reload-engine",
+        metavar="ENGINE",
+        help="How --reload notices changes: auto (watchfiles when installed, else polling), "
+        "poll (a look every second; works on network and container mounts where change events "
+        "never arrive) or inotify (watchfiles, which must be installed).",
+        section="process",
+    )
+    reload_extra_files: tuple[str, ...] = _setting(
+        (),
+        "--reload-extra-file",
+        metavar="FILE",
+        help="With --reload, also restart the workers when FILE changes (any kind: templates, "
+        ".env ...); a glob pattern such as 'templates/**/*.html' works too. Repeatable.",
+        section="process",
     )
 
     # -- TLS ---------------------------------------------------------------------------------
     certfile: str | None = _setting(
-        None, "--certfile", metavar="FILE", help="Serve HTTPS with this certificate (PEM)."
+        None,
+        "--certfile",
+        metavar="FILE",
+        help="Serve HTTPS with this certificate (PEM).",
+        section="TLS",
     )
     keyfile: str | None = _setting(
-        None, "--keyfile", metavar="FILE", help="The certificate's private key (PEM)."
+        None,
+        "--keyfile",
+        metavar="FILE",
+        help="The certificate's private key (PEM).",
+        section="TLS",
     )
     ca_certs: str | None = _setting(
-        None, "--ca-certs", metavar="FILE", help="CA certificates to verify client certificates."
+        None,
+        "--ca-certs",
+        metavar="FILE",
+        help="CA certificates to verify client certificates.",
+        section="TLS",
     )
     cert_reqs: int = _setting(
         0,
         "--cert-reqs",
         metavar="N",
         help="Client certificates: 0 not asked, 1 optional, 2 required (gunicorn's numbers).",
+        section="TLS",
     )
     ciphers: str | None = _setting(
-        None, "--ciphers", metavar="LIST", help="OpenSSL cipher list (default: Python's)."
+        None,
+        "--ciphers",
+        metavar="LIST",
+        help="OpenSSL cipher list (default: Python's).",
+        section="TLS",
     )
 
     def __post_init__(self) -> None:
@@ -383,6 +609,23 @@ class Settings:
         from .proxy import TrustedProxies  # validates the list; raises ValueError
 
         TrustedProxies.parse(self.forwarded_allow_ips)
+        for name, flag in (
+            ("uwsgi_allow_ips", "uwsgi-allow-ips"),
+            ("proxy_allow_ips", "proxy-allow-from"),
+        ):
+            try:
+                TrustedProxies.parse(getattr(self, name))
+            except ValueError as error:
+                raise ValueError(str(error).replace("forwarded-allow-ips", flag)) from None
+        if isinstance(self.proxy_protocol, bool):  # gunicorn before 24: a switch
+            object.__setattr__(self, "proxy_protocol", "auto" if self.proxy_protocol else "off")
+        if self.proxy_protocol not in PROXY_MODES:
+            modes = ", ".join(PROXY_MODES)
+            raise ValueError(f"proxy_protocol must be one of {modes}, not {self.proxy_protocol!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(
+                f"protocol must be one of {', '.join(PROTOCOLS)}, not {self.protocol!r}"
+            )
         if self.cert_reqs not in (0, 1, 2):
             raise ValueError("cert_reqs must be 0, 1 or 2")
         if isinstance(self.max_worker_memory, str):  # Settings(max_worker_memory="512MB")
@@ -421,6 +664,16 @@ class Settings:
             raise ValueError(f"backlog must be at least 1, not {self.backlog}")
         if self.thread_policy not in THREAD_POLICIES:
             raise ValueError(f"thread_policy must be one of {', '.join(THREAD_POLICIES)}")
+        object.__setattr__(self, "reload_extra_files", tuple(self.reload_extra_files))
+        if self.reload_engine not in RELOAD_ENGINES:
+            raise ValueError(f"reload_engine must be one of {', '.join(RELOAD_ENGINES)}")
+        if self.logconfig_dict is not None and not isinstance(self.logconfig_dict, dict):
+            raise ValueError("logconfig_dict must be a dictionary for logging.config.dictConfig")
+        if self.syslog_facility.lower() not in SYSLOG_FACILITIES:
+            raise ValueError(
+                f"syslog_facility: {self.syslog_facility!r} is not a syslog facility; use one "
+                f"of {', '.join(sorted(SYSLOG_FACILITIES))}"
+            )
         if self.log_level.lower() not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         object.__setattr__(self, "log_level", self.log_level.lower())
@@ -479,8 +732,8 @@ def parse_size(text: str) -> int:
     return int(value * _SIZE_UNITS[unit])
 
 
-_TRUE = frozenset({"true", "1", "yes", "on", "y", "t"})
-_FALSE = frozenset({"false", "0", "no", "off", "n", "f", ""})
+TRUE = frozenset({"true", "1", "yes", "on", "y", "t"})
+FALSE = frozenset({"false", "0", "no", "off", "n", "f", ""})
 
 
 def convert(name: str, value: Any) -> Any:
@@ -488,9 +741,15 @@ def convert(name: str, value: Any) -> Any:
     as gunicorn converts it: `workers = os.getenv("WEB_CONCURRENCY", "4")` is 4. Values
     that are not text pass through; raises `ValueError` naming the setting and the value.
     """
-    if not isinstance(value, str):
-        return value
     kind = next((f.type for f in dataclasses.fields(Settings) if f.name == name), None)
+    if not isinstance(value, str):
+        if kind in ("str", "str | None") and type(value) is int:
+            return str(value)  # `user = 1000`: a uid, as gunicorn takes it
+        if name == "forwarded_allow_ips" and isinstance(value, (list, tuple)):
+            return ",".join(str(item) for item in value)  # gunicorn takes a list here too
+        return value
+    if kind == "tuple[str, ...]":
+        return (value,)  # `bind = "0.0.0.0:8000"`: one item, as gunicorn takes it
     text = value.strip()
     if name == "max_worker_memory":
         try:
@@ -506,9 +765,9 @@ def convert(name: str, value: Any) -> Any:
         if kind in ("float", float):
             return float(text)
         if kind in ("bool", bool):
-            if text.lower() in _TRUE:
+            if text.lower() in TRUE:
                 return True
-            if text.lower() in _FALSE:
+            if text.lower() in FALSE:
                 return False
             raise ValueError(text)
     except ValueError:
@@ -534,6 +793,6 @@ def markdown_table() -> str:
         shown = "off" if default in (None, False, "") else f"{default}"
         if meta["unit"] and default is not None:
             shown += f" {meta['unit']}"
-        flags = ", ".join(f"`{flag}`" for flag in meta["flags"])
+        flags = ", ".join(f"`{flag}`" for flag in meta["flags"]) or "(config file)"
         rows.append(f"| `{field.name}` | {flags} | {shown} | {meta['help']} |")
     return "\n".join(rows)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import logs
+from .balance import SharedCounts
 from .call import App
 from .config import Hooks
 from .control import ControlListeners
@@ -89,6 +90,8 @@ class Supervisor:
     pidfile: PidFile | None = None  # claimed by the command, or by run()
     control_socket: socket.socket | None = None  # bound by the command, or by run()
     _roster: Roster = field(init=False)
+    # The workers' open connections, shared so that none takes more than its share.
+    shared_counts: SharedCounts = field(default_factory=SharedCounts)
 
     def __post_init__(self) -> None:
         self._roster = Roster(self.workers, self.restarts)  # the same dicts: hooks see them
@@ -125,7 +128,8 @@ class Supervisor:
                 for p in (self.settings.pythonpath or "").split(",")
                 if p.strip()
             ]
-            engine = start_watching(roots, self._on_change)
+            extra, engine = self.settings.reload_extra_files, self.settings.reload_engine
+            engine = start_watching(roots, self._on_change, extra, engine)
             log.info("--reload: watching %s with %s", ", ".join(map(str, roots)), engine)
         try:
             while self._exit_code is None:
@@ -288,6 +292,7 @@ class Supervisor:
         # 500 with the error instead of exiting, until the file is fixed.
         serve_load_error = self.settings.reload and not self._roster.any_good_code()
         self._call_hook("pre_fork", self, _Booting(len(self.workers), log))
+        slot = self.shared_counts.claim()
         # Signals wait while forking: a TERM that reached the child before it replaced the
         # supervisor's handlers would run `_enqueue` there and be lost (a worker forked as
         # a stop began then served on, and the stop waited out --graceful-timeout).
@@ -318,12 +323,15 @@ class Supervisor:
                 supervisor=self,
                 ask_fd=ask_r,
                 serve_load_error=serve_load_error,
+                share=(self.shared_counts, slot) if slot >= 0 else None,
             )
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(write_fd)
         os.close(ask_r)
         now = time.monotonic()
-        self.workers[pid] = WorkerProcess(pid, read_fd, self.generation, now, now, ask_fd=ask_w)
+        self.workers[pid] = WorkerProcess(
+            pid, read_fd, self.generation, now, now, ask_fd=ask_w, slot=slot
+        )
 
     def _reap(self) -> None:
         while True:
@@ -341,6 +349,7 @@ class Supervisor:
             self._call_hook("child_exit", self, worker)
             os.close(worker.heartbeat_fd)
             os.close(worker.ask_fd)
+            self.shared_counts.release(worker.slot)
             counters = worker.snapshot.get("metrics")
             if counters:  # summed counters must not go down when a worker leaves
                 add_counters(self.retired_counters, counters)

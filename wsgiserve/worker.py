@@ -23,6 +23,7 @@ from collections.abc import Callable
 import uvloop
 
 from . import logs, tls
+from .balance import SharedCounts
 from .call import App
 from .config import Hooks
 from .errors import AppLoadError
@@ -51,12 +52,14 @@ def run_worker(
     supervisor: object = None,
     ask_fd: int = -1,
     serve_load_error: bool = False,
+    share: tuple[SharedCounts, int] | None = None,
 ) -> None:
     """Serve until told to stop; never returns (the process exits with a status code).
 
     `ask_fd` is the read end of the pipe where the supervisor asks for a snapshot now.
     `serve_load_error` (--reload with no good code running): an app that cannot be loaded
     is replaced by one that answers 500 with the error, instead of exiting.
+    `share`: the workers' shared connection counts and this worker's slot in them.
     """
     code = 0
     info = WorkerInfo(os.getpid(), settings)
@@ -72,6 +75,7 @@ def run_worker(
             supervisor,
             info,
             serve_load_error,
+            share,
         )
     except BaseException:
         log.exception("worker %d failed", os.getpid())
@@ -121,6 +125,7 @@ def _serve(
     supervisor: object,
     info: WorkerInfo,
     serve_load_error: bool,
+    share: tuple[SharedCounts, int] | None = None,
 ) -> int:
     heartbeat_fd, ask_fd = pipes
     reset_signals()
@@ -150,6 +155,8 @@ def _serve(
         # gunicorn's hook: build the context, starting from ours if it likes.
         server.ssl = hooks.ssl_context(settings, functools.partial(tls.server_context, settings))
     server.owns_listeners = False
+    if settings.workers > 1:  # one worker alone has nobody to share with
+        server.share = share
     server.clock.pre_request = hooks.pre_request
     server.clock.post_request = hooks.post_request
     server.clock.hook_worker = info

@@ -210,6 +210,8 @@ def start_nginx(
     upstreams: Sequence[str],
     hosts: Sequence[str] = ("127.0.0.1",),
     server_name: str = "localhost",
+    template: Path = TEMPLATE,
+    includes: Sequence[Path] = (),
 ) -> Nginx:
     """Start nginx in front of ``upstreams`` (``unix:/path`` or ``host:port`` each).
 
@@ -218,6 +220,9 @@ def start_nginx(
         upstreams: the wsgiserve instances, one ``server`` line each.
         hosts: loopback addresses to listen on, each on a fresh port.
         server_name: the value for ``@SERVER_NAME@``.
+        template: the site configuration (a file of docs/).
+        includes: files the site includes by name (e.g. Debian's /etc/nginx/uwsgi_params),
+            copied beside it.
 
     Returns:
         The running nginx; its sockets are listening, its pid file is written.
@@ -228,7 +233,7 @@ def start_nginx(
     try:
         sockets.extend(_listen(host) for host in hosts)
         site = fill_template(
-            TEMPLATE.read_text(),
+            template.read_text(),
             {
                 "WSGISERVE": list(upstreams),
                 "LISTEN": [_listen_spec(sock) for sock in sockets],
@@ -236,6 +241,8 @@ def start_nginx(
             },
         )
         (prefix / "wsgiserve.conf").write_text(site)
+        for include in includes:
+            shutil.copyfile(include, prefix / include.name)
         conf = prefix / "nginx.conf"
         conf.write_text(MAIN_CONF.format(user=_user_directive(), prefix=prefix))
         base = [binary, "-p", f"{prefix}/", "-c", str(conf)]

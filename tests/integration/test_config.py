@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -32,6 +33,7 @@ from .support import (
     StartServer,
     StderrLog,
     run_cli,
+    start_server,
     subprocess_env,
 )
 
@@ -42,6 +44,7 @@ OPS = f"{APPS}.ops_app"
 BOOTING = re.compile(r"Booting worker with pid: (\d+)")
 WAIT = 20.0  # seconds: the bound on every wait below
 EXIT_USAGE = 2
+EXIT_CONFIG = 1
 FAST = ("--graceful-timeout", "5", "--threads", "2")
 
 Launch = Callable[..., ServerProcess]
@@ -343,7 +346,7 @@ def test_non_literal_factory_arguments_are_refused(mode: list[str]) -> None:
 def test_gevent_worker_class_is_refused_with_a_reason() -> None:
     result = run_cli(APP, "-k", "gevent", "-b", "127.0.0.1:0")
 
-    assert result.returncode == EXIT_USAGE
+    assert result.returncode == EXIT_CONFIG
     assert "gevent" in result.stderr
     assert "thread" in result.stderr
     assert "Traceback" not in result.stderr
@@ -352,8 +355,10 @@ def test_gevent_worker_class_is_refused_with_a_reason() -> None:
 @pytest.mark.parametrize(
     ("flags", "warning"),
     [
-        pytest.param(["-k", "gthread"], r"warning: -k gthread is ignored", id="gthread"),
-        pytest.param(["-k", "sync"], r"warning: -k sync is ignored", id="sync"),
+        pytest.param(["-k", "gthread"], r"--worker-class gthread is ignored", id="gthread"),
+        pytest.param(
+            ["--spew"], r"--spew is ignored: wsgiserve has no line-by-line trace", id="spew"
+        ),
     ],
 )
 def test_accepted_gunicorn_flags_warn_and_serve(
@@ -379,7 +384,7 @@ def test_worker_connections_is_the_max_connections_limit(
 def test_daemon_is_refused(flag: str) -> None:
     result = run_cli(APP, flag, "-b", "127.0.0.1:0")
 
-    assert result.returncode == EXIT_USAGE
+    assert result.returncode == EXIT_CONFIG
     assert "not supported" in result.stderr
     assert "foreground" in result.stderr
 
@@ -492,9 +497,12 @@ def test_a_value_that_is_no_number_is_named_with_the_setting(tmp_path: Path) -> 
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("flag", ["--umask", "-m"])
 @pytest.mark.parametrize(("given", "umask"), [("007", 7), ("0o22", 18), ("18", 18)])
-def test_umask_flags_read_as_octal_where_written_so(tmp_path: Path, given: str, umask: int) -> None:
-    assert print_config(tmp_path, APP, "--umask", given)["umask"] == umask
+def test_umask_flags_read_as_octal_where_written_so(
+    tmp_path: Path, flag: str, given: str, umask: int
+) -> None:
+    assert print_config(tmp_path, APP, flag, given)["umask"] == umask
 
 
 @pytest.mark.parametrize(
@@ -609,3 +617,115 @@ def test_gunicorns_other_hooks_are_called_at_gunicorns_moments(
     (survivor,) = server.worker_pids()
     os.kill(survivor, signal.SIGINT)  # a worker's own Ctrl-C
     assert wait_for_lines(hooks, rf"^worker_int {survivor}$", 1)
+
+
+# -- gunicorn's settings, end to end (tests/unit/test_gunicorn_settings.py walks every row) ------
+
+
+def test_a_gunicorn_conf_py_with_what_wsgiserve_does_not_do_starts_and_says_so(
+    launch: Launch, tmp_path: Path
+) -> None:
+    # Each of these stopped the server with "unknown setting" before.
+    access = tmp_path / "access.log"
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(
+        f"""\
+import os
+wsgi_app = {APP!r}
+bind = "127.0.0.1:0"
+workers = os.getenv("WEB_CONCURRENCY", "1")
+threads = "2"
+graceful_timeout = 5
+daemon = False
+worker_class = "gthread"
+tmp_upload_dir = "/var/tmp"
+umask = 0o007
+logconfig_dict = {{
+    "version": 1,
+    "handlers": {{"file": {{"class": "logging.FileHandler", "filename": {str(access)!r}}}}},
+    "loggers": {{"wsgiserve.access": {{"handlers": ["file"], "level": "INFO"}}}},
+}}
+"""
+    )
+    server = launch("-c", str(conf))
+
+    assert get(server, "/hello").text == "hello"
+    wait_for_lines(access, r'"GET /hello HTTP/1.1" 200', 1)
+    log = server.log.text
+    assert "tmp_upload_dir is ignored: request bodies stream" in log
+    assert "worker_class is ignored: wsgiserve always runs an event loop" in log
+    assert "daemon" not in log
+    assert "unknown setting" not in log
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("daemon = True", "daemon is not supported: wsgiserve stays in the foreground"),
+        ("root_path = '/api'", "root_path is not supported: not supported yet"),
+        ("paste = 'production.ini'", "paste is not supported: PasteDeploy is not supported"),
+    ],
+)
+def test_a_refused_gunicorn_setting_stops_with_the_reason(
+    tmp_path: Path, line: str, reason: str
+) -> None:
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(line + "\n")
+    result = run_in(tmp_path, APP, "-b", "127.0.0.1:0")
+    assert result.returncode == EXIT_CONFIG
+    assert reason in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_gunicorn_syslog_flags_send_both_logs_to_a_udp_syslog(launch: Launch) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as syslog:
+        syslog.bind(("127.0.0.1", 0))
+        syslog.settimeout(WAIT)
+        port = syslog.getsockname()[1]
+        flags = f"--log-syslog --log-syslog-to udp://127.0.0.1:{port} --log-syslog-prefix shop -R"
+        server = launch(APP, "-b", "127.0.0.1:0", *FAST, env=clean_env(GUNICORN_CMD_ARGS=flags))
+        assert get(server, "/hello").text == "hello"
+        lines: list[str] = []
+        while not any('"GET /hello HTTP/1.1" 200' in line for line in lines):
+            lines.append(syslog.recv(65536).decode("utf-8"))  # bounded by the timeout
+    supervisor = server.proc.pid
+    assert f"<14>shop[{supervisor}]: [INFO] Starting wsgiserve" in "".join(lines)
+    assert lines[-1].startswith("<14>shop[")  # user facility, info: the access line
+
+
+APP_READING_A_TEMPLATE = """
+from pathlib import Path
+
+BODY = Path("templates/page.html").read_bytes()
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Length", str(len(BODY)))])
+    return [BODY]
+"""
+
+
+def test_reload_extra_file_restarts_the_workers_when_a_template_changes(tmp_path: Path) -> None:
+    (tmp_path / "templated.py").write_text(APP_READING_A_TEMPLATE)
+    (tmp_path / "templates").mkdir()
+    page = tmp_path / "templates" / "page.html"
+    page.write_text("one")
+    server = start_server(
+        "templated:app",
+        "--reload",
+        "--reload-engine",
+        "poll",  # gunicorn's choice for mounts where change events never arrive
+        "--reload-extra-file",
+        "templates/*.html",
+        "--chdir",
+        str(tmp_path),
+        *FAST[:2],
+    )
+    try:
+        assert get(server, "/").text == "one"
+        page.write_text("two")
+        assert eventually(lambda: get(server, "/").text == "two", WAIT), server.log.text
+        assert "page.html changed; restarting workers" in server.log.text
+        assert re.search(r"--reload: watching .* with polling", server.log.text)
+    finally:
+        assert server.stop() == 0

@@ -28,7 +28,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "validate",
         "accesslog",
         "metrics",
+        "gunicorn_settings",
         "config",
+        "reference",
         "appload",
         "listeners",
         "tls",
@@ -37,11 +39,13 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "control",
         "pidfile",
         "demo",
+        "throttle",
+        "balance",
     ),
     # The app-thread side and the hop: what a worker thread runs, and the pool.
     "app-thread": ("body", "flow", "pool", "exchange", "response", "call"),
     # The loop side: parsing a connection's bytes, the connection, one process's server.
-    "loop": ("parser", "context", "connection", "server"),
+    "loop": ("parser", "uwsgi", "proxy_protocol", "context", "connection", "server"),
     # The process level: running servers, workers, the supervisor, the command line.
     "process": ("serving", "worker", "roster", "supervisor", "cli", "__init__", "__main__"),
 }

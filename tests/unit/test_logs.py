@@ -470,7 +470,7 @@ def test_log_config_toml_naming_an_ancestor_receives_our_loggers(tmp_path: Path)
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("logging.yaml", "version: 1", "expected a .json or .toml file"),
+        ("logging.yaml", "version: 1", "is not valid json"),
         ("logging.json", "{not json", "is not valid json"),
         ("logging.toml", "= nope", "is not valid toml"),
         ("logging.json", "[1, 2]", "expected a table"),
