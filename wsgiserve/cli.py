@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         elif field.type in ("bool", bool):
             kwargs["action"] = "store_true"
             del kwargs["metavar"]
-        elif field.name in ("umask", "max_worker_memory"):  # "007", "512MB"
+        elif field.name in ("umask", "socket_mode", "max_worker_memory"):  # "007", "512MB"
             kwargs["type"] = functools.partial(_converted, field.name)
         elif field.type in ("int", int):
             kwargs["type"] = int

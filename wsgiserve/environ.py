@@ -18,6 +18,7 @@ from urllib.parse import unquote_to_bytes
 import httptools
 
 from .errors import BadRequest, NotImplementedCoding
+from .proxy import SCRIPT_NAME_HEADER_KEY, mount
 from .version import __version__
 
 Environ = dict[str, Any]
@@ -42,7 +43,9 @@ def header_key(name: bytes) -> str | None:
     """The environ key for a header name as sent, or None when the field is dropped.
 
     Names containing "_" are dropped: CGI maps "-" to "_", so `Content_Length`
-    would otherwise collide with `Content-Length` (RFC 9110 §17.10).
+    would otherwise collide with `Content-Length` (RFC 9110 §17.10). `SCRIPT_NAME`
+    is the exception gunicorn makes: it gets a private key that proxy.py believes
+    from a trusted peer and removes otherwise.
     """
     try:
         return _keys[name]
@@ -50,7 +53,7 @@ def header_key(name: bytes) -> str | None:
         pass
     key: str | None
     if b"_" in name:
-        key = None
+        key = SCRIPT_NAME_HEADER_KEY if name.upper() == b"SCRIPT_NAME" else None
     else:
         upper = name.decode("latin-1").upper().replace("-", "_")
         key = upper if upper in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + upper
@@ -59,8 +62,11 @@ def header_key(name: bytes) -> str | None:
     return key
 
 
-def server_environ(scheme: str, multiprocess: bool, file_wrapper: Any) -> Environ:
-    """The keys every request of one server shares."""
+def server_environ(
+    scheme: str, multiprocess: bool, file_wrapper: Any, root_path: str = ""
+) -> Environ:
+    """The keys every request of one server shares; `root_path` is the app's mount point
+    (`--root-path`, already normalised by the settings), "" for none."""
     return {
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": scheme,
@@ -70,7 +76,7 @@ def server_environ(scheme: str, multiprocess: bool, file_wrapper: Any) -> Enviro
         "wsgi.run_once": False,
         "wsgi.file_wrapper": file_wrapper,
         "wsgi.input_terminated": True,
-        "SCRIPT_NAME": "",
+        "SCRIPT_NAME": root_path,
         "SERVER_SOFTWARE": f"wsgiserve/{__version__}",
     }
 
@@ -169,6 +175,9 @@ def request_environ(
     else:
         authority = None
     environ.update(known)
+    root = environ["SCRIPT_NAME"]  # --root-path, from the server's template
+    if root:
+        mount(environ, root)
     environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(version) or "HTTP/" + version
     environ["wsgi.input"] = body
     keys = _keys

@@ -230,13 +230,15 @@ ROWS: tuple[Row, ...] = (
     _warned(
         "forwarder_headers",
         ("--forwarder-headers",),
-        "SCRIPT_NAME, PATH_INFO and REMOTE_USER never come from request headers",
+        "a trusted peer's SCRIPT_NAME header sets SCRIPT_NAME, as by default; PATH_INFO and "
+        "REMOTE_USER never come from request headers",
         default="SCRIPT_NAME,PATH_INFO",
     ),
     _warned(
         "header_map",
         ("--header-map",),
-        "a header whose name holds '_' is always dropped (gunicorn's 'drop')",
+        "a header whose name holds '_' is always dropped (gunicorn's 'drop'), except a "
+        "trusted peer's SCRIPT_NAME",
         default="drop",
     ),
     _honoured(
@@ -247,7 +249,7 @@ ROWS: tuple[Row, ...] = (
     _honoured("proxy_allow_ips", ("--proxy-allow-from",)),
     _honoured("protocol", ("--protocol",), note="http or uwsgi"),
     _honoured("uwsgi_allow_ips", ("--uwsgi-allow-from",)),
-    _refused("root_path", ("--root-path",), NOT_YET, default=""),
+    _honoured("root_path", ("--root-path",)),
     # -- HTTP parsing -----------------------------------------------------------------------
     _warned(
         "strip_header_spaces",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import grp
 import os
 import socket
 import stat
@@ -85,11 +86,17 @@ def open_listener(
     scheme: str = "http",
     reuse_port: bool = False,
     protocol: str = "http",
+    socket_mode: int | None = None,
+    socket_group: str | None = None,
 ) -> Listener:
     """Bind and listen; raise `StartupError` with a readable message on failure.
-    `protocol` is what a bind without a `uwsgi:` prefix speaks."""
+
+    `protocol` is what a bind without a `uwsgi:` prefix speaks. `socket_mode`
+    (permission bits) and `socket_group` (name or gid) apply to a unix: socket only;
+    a group without a mode means 0o660, so the group may connect.
+    """
     protocol, spec = split_protocol(spec, protocol)
-    listener = _open(spec, backlog, scheme, reuse_port)
+    listener = _open(spec, backlog, scheme, reuse_port, socket_mode, socket_group)
     if protocol == "http":
         return listener
     where = listener.url.partition("://")[2] or listener.url  # host:port, or unix:PATH
@@ -97,10 +104,20 @@ def open_listener(
     return dataclasses.replace(listener, url=url, protocol=protocol)
 
 
-def _open(spec: str, backlog: int, scheme: str, reuse_port: bool) -> Listener:
+def _open(
+    spec: str,
+    backlog: int,
+    scheme: str,
+    reuse_port: bool,
+    socket_mode: int | None,
+    socket_group: str | None,
+) -> Listener:
     kind, where = parse_bind(spec)
     if kind == "unix":
-        return _unix(str(where), backlog)
+        gid = None if socket_group is None else group_id(socket_group)
+        if gid is not None and socket_mode is None:
+            socket_mode = 0o660
+        return _unix(str(where), backlog, socket_mode, gid)
     if kind == "fd":
         try:
             sock = socket.socket(fileno=int(where))
@@ -138,8 +155,34 @@ def _tcp(host: str, port: int, backlog: int, spec: str, scheme: str, reuse_port:
     return Listener(sock, _url(sock, scheme))
 
 
-def _unix(path: str, backlog: int) -> Listener:
-    with contextlib.suppress(FileNotFoundError):
+def group_id(group: str) -> int:
+    """The gid of a group name or number; `StartupError` naming the fix if there is none."""
+    if group.isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise StartupError(
+            f"--socket-group {group}: no such group. Give the group your web server runs as "
+            "(www-data on Debian, nginx or apache on Red Hat), or its number."
+        ) from None
+
+
+def _unix(path: str, backlog: int, mode: int | None, gid: int | None) -> Listener:
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        os.stat(directory)
+    except FileNotFoundError:
+        # Not created for the user: who may enter it decides who may connect, and
+        # a directory under /run vanishes at boot anyway.
+        raise StartupError(
+            f"cannot bind unix:{path}: the directory {directory} does not exist. Create it "
+            f"first (mkdir -p {directory}), or let systemd create it at each start with "
+            f"RuntimeDirectory={os.path.basename(directory)} in the service unit."
+        ) from None
+    except OSError:
+        pass  # there but out of reach: bind() says so ("Permission denied")
+    with contextlib.suppress(FileNotFoundError, PermissionError):  # bind() reports the latter
         if stat.S_ISSOCK(os.stat(path).st_mode):
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -154,9 +197,27 @@ def _unix(path: str, backlog: int) -> Listener:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(path)
+    except OSError as error:
+        sock.close()
+        raise StartupError(f"cannot bind unix:{path}: {error.strerror or error}") from None
+    try:
+        # Before listen(): until then a connect() is refused whatever the permissions,
+        # so nobody gets in under the umask's mode first.
+        if gid is not None:
+            os.chown(path, -1, gid)
+        if mode is not None:
+            os.chmod(path, mode)
         sock.listen(backlog)
     except OSError as error:
         sock.close()
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        if gid is not None and error.errno == errno.EPERM:
+            raise StartupError(
+                f"cannot give unix:{path} to group {gid}: only root or a member of the group "
+                "may. Start wsgiserve as root (with --user to drop privileges), or add its "
+                "user to the group."
+            ) from None
         raise StartupError(f"cannot bind unix:{path}: {error.strerror or error}") from None
     sock.setblocking(False)
     return Listener(sock, f"unix:{path}")

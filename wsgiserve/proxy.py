@@ -6,6 +6,9 @@ cannot be fooled. When both families are present X-Forwarded-* wins and `Forward
 is ignored: nginx, Envoy and the cloud load balancers set X-Forwarded-For and pass a
 client's own `Forwarded` through untouched, so believing it would let clients pick
 their address. Loop thread only, once per request.
+
+A trusted peer may also say where the app is mounted (`X-Forwarded-Prefix`, or a
+`SCRIPT_NAME` header as gunicorn allows); `mount` applies that, and `--root-path`.
 """
 
 from __future__ import annotations
@@ -14,13 +17,18 @@ import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 _FOR = "HTTP_X_FORWARDED_FOR"
 _PROTO = "HTTP_X_FORWARDED_PROTO"
 _HOST = "HTTP_X_FORWARDED_HOST"
 _PORT = "HTTP_X_FORWARDED_PORT"
 _FORWARDED = "HTTP_FORWARDED"
-PROXY_HEADER_KEYS = (_FOR, _PROTO, _HOST, _PORT, _FORWARDED)
+_PREFIX = "HTTP_X_FORWARDED_PREFIX"
+# A `SCRIPT_NAME` request header: names with "_" never become HTTP_* keys (environ.py),
+# so it gets a key no other header can produce.
+SCRIPT_NAME_HEADER_KEY = "wsgiserve.script_name_header"
+PROXY_HEADER_KEYS = (_FOR, _PROTO, _HOST, _PORT, _FORWARDED, _PREFIX, SCRIPT_NAME_HEADER_KEY)
 
 _CACHE_LIMIT = 256  # entries per cache, which is cleared when full
 _CACHEABLE = 512  # characters: longer values are resolved every time, never kept
@@ -28,7 +36,7 @@ _CACHEABLE = 512  # characters: longer values are resolved every time, never kep
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _Node = tuple[str | None, str | None, bool]  # (address, port, trusted)
-_Values = tuple[str | None, ...]  # the five header values, in PROXY_HEADER_KEYS order
+_Values = tuple[str | None, ...]  # the first five PROXY_HEADER_KEYS' values, in order
 # New REMOTE_ADDR, REMOTE_PORT, wsgi.url_scheme, HTTP_HOST, SERVER_NAME, SERVER_PORT;
 # None leaves a key alone, SERVER_PORT "" means the default port of the scheme.
 _Result = tuple[str | None, str | None, str | None, str | None, str | None, str | None]
@@ -222,6 +230,45 @@ def _items(value: str | None) -> list[str]:
     return [item for item in items if item] if "" in items else items
 
 
+def mount_prefix(text: str) -> str | None:
+    """The SCRIPT_NAME of a mount point as written: `/app/` is `/app`, `/` is `""`.
+
+    Args:
+        text: a URL path, percent-encoded or not (a proxy may send either).
+
+    Returns:
+        The decoded path without its trailing slashes; None when `text` is not an
+        absolute path (no leading `/`, a query, a fragment, control characters or
+        `.`/`..` segments), which is then ignored rather than believed.
+    """
+    if "%" in text:
+        text = unquote_to_bytes(text).decode("latin-1")
+    if (
+        text[:1] != "/"
+        or len(text) > _CACHEABLE
+        or not text.isprintable()
+        or "?" in text
+        or "#" in text
+        or any(part in (".", "..") for part in text.split("/"))
+    ):
+        return None
+    return text.rstrip("/")
+
+
+def mount(environ: dict[str, Any], prefix: str) -> None:
+    """Mount the app at `prefix` (from `mount_prefix`): it becomes SCRIPT_NAME, in place.
+
+    PATH_INFO loses the prefix when it starts with it, segment by segment (`/app` is
+    not a prefix of `/apple`). A path outside it is left alone: a proxy that strips the
+    prefix itself (nginx `proxy_pass http://backend/;`) sends paths already relative
+    to the mount, so either way of configuring the proxy reaches the app the same.
+    """
+    environ["SCRIPT_NAME"] = prefix
+    path: str = environ["PATH_INFO"]
+    if path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] in ("", "/"):
+        environ["PATH_INFO"] = path[len(prefix) :]
+
+
 def _remember(cache: dict[Any, Any], key: Any, value: Any, size: int) -> None:
     """Keep `value` under `key` unless it is large; a full cache starts over."""
     if size <= _CACHEABLE:
@@ -278,23 +325,27 @@ def apply_proxy_headers(
         peer_trusted: `proxies.trusts(peer address)`, computed once per connection.
         proxies: the trusted proxies, used to walk multi-hop chains.
 
-    From an untrusted peer the five header keys are removed and nothing else
-    changes. From a trusted one, values that do not parse are ignored one by one;
-    nothing raises, and `REMOTE_ADDR` only ever becomes a valid IP address.
+    From an untrusted peer the header keys are removed and nothing else changes.
+    From a trusted one, values that do not parse are ignored one by one; nothing
+    raises, and `REMOTE_ADDR` only ever becomes a valid IP address.
     """
-    # Fast path: most requests carry none of the five keys (measured cheapest).
+    # Fast path: most requests carry none of the keys (measured cheapest).
     if (
         _FOR not in environ
         and _PROTO not in environ
         and _HOST not in environ
         and _FORWARDED not in environ
         and _PORT not in environ
+        and _PREFIX not in environ
+        and SCRIPT_NAME_HEADER_KEY not in environ
     ):
         return
     if not peer_trusted:
         for key in PROXY_HEADER_KEYS:
             environ.pop(key, None)
         return
+    if _PREFIX in environ or SCRIPT_NAME_HEADER_KEY in environ:
+        _apply_prefix(environ)
     values: _Values = (
         environ.get(_FOR),
         environ.get(_PROTO),
@@ -318,3 +369,17 @@ def apply_proxy_headers(
     if port is not None:
         default = "443" if environ.get("wsgi.url_scheme") == "https" else "80"
         environ["SERVER_PORT"] = port or default
+
+
+def _apply_prefix(environ: dict[str, Any]) -> None:
+    """A trusted peer's mount point: `X-Forwarded-Prefix`, else its `SCRIPT_NAME` header.
+
+    X-Forwarded-Prefix stays in the environ for the app to see, like the other
+    X-Forwarded-* keys; the `SCRIPT_NAME` header's private key does not.
+    """
+    # Repeated fields arrive joined: our peer's value is the last.
+    sent = _items(environ.get(_PREFIX)) or _items(environ.pop(SCRIPT_NAME_HEADER_KEY, None))
+    environ.pop(SCRIPT_NAME_HEADER_KEY, None)
+    prefix = mount_prefix(sent[-1]) if sent else None
+    if prefix is not None:
+        mount(environ, prefix)

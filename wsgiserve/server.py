@@ -29,7 +29,7 @@ from .listeners import Listener, close_listener
 from .metrics import WorkerStats
 from .parser import Parser, RequestParser, RequestSink
 from .pool import WorkerPool
-from .proxy import TrustedProxies
+from .proxy import TrustedProxies, mount_prefix
 from .proxy_protocol import ProxyPreamble
 from .response import FileWrapper
 from .settings import Settings
@@ -70,8 +70,10 @@ class Server:
         if settings.metrics_bind or settings.statsd_host:
             self.clock.stats = WorkerStats(settings.statsd_host, settings.statsd_prefix)
         self.started = time.time()
+        # gunicorn mounts the app at $SCRIPT_NAME (which -e may set) unless told otherwise.
+        root = settings.root_path or mount_prefix(os.environ.get("SCRIPT_NAME") or "/") or ""
         self.environ_base = server_environ(
-            "https" if self.ssl else "http", settings.workers > 1, FileWrapper
+            "https" if self.ssl else "http", settings.workers > 1, FileWrapper, root
         )
         # Bytes a request head may take before we answer 431, whatever its shape.
         self.head_limit = settings.limit_request_line + settings.limit_request_fields * (

@@ -107,6 +107,8 @@ def open_listeners(settings: Settings) -> list[Listener]:
                     scheme=scheme,
                     reuse_port=settings.reuse_port,
                     protocol=settings.protocol,
+                    socket_mode=settings.socket_mode,
+                    socket_group=settings.socket_group,
                 )
             )
     except BaseException:

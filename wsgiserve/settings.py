@@ -303,8 +303,18 @@ class Settings:
         "127.0.0.1,::1",
         "--forwarded-allow-ips",
         metavar="IPS",
-        help="Peers (IPs, CIDRs, or *) whose X-Forwarded-* and Forwarded headers are believed. "
-        "Default: $FORWARDED_ALLOW_IPS, else 127.0.0.1,::1.",
+        help="Peers (IPs, CIDRs, or *) whose X-Forwarded-* and Forwarded headers are believed, "
+        "and their X-Forwarded-Prefix or SCRIPT_NAME header (the app's mount point). Unix "
+        "socket peers are always believed. Default: $FORWARDED_ALLOW_IPS, else 127.0.0.1,::1.",
+        section="proxies",
+    )
+    root_path: str = _setting(
+        "",
+        "--root-path",
+        metavar="PATH",
+        help="The URL path the app is mounted under behind a proxy (e.g. /app): it becomes "
+        "SCRIPT_NAME and is removed from the start of PATH_INFO. Default: $SCRIPT_NAME, as "
+        "gunicorn; a trusted proxy's X-Forwarded-Prefix overrides it per request.",
         section="proxies",
     )
     proxy_protocol: str = _setting(
@@ -511,6 +521,22 @@ class Settings:
         "(e.g. 0o007). 0 leaves the umask as it is.",
         section="process",
     )
+    socket_mode: int | None = _setting(
+        None,
+        "--socket-mode",
+        metavar="MODE",
+        help="Permissions of unix: sockets, octal (e.g. 660); set before the socket accepts "
+        "anything. Default: 660 with --socket-group, else as the umask makes them.",
+        section="binding",
+    )
+    socket_group: str | None = _setting(
+        None,
+        "--socket-group",
+        metavar="GROUP",
+        help="Group (name or gid) that owns unix: sockets, so that a web server running as "
+        "that group (www-data) may connect. Needs root or membership of the group.",
+        section="binding",
+    )
     user: str | None = _setting(
         None,
         "-u",
@@ -639,6 +665,21 @@ class Settings:
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
+        if self.socket_mode is not None and not 0 <= self.socket_mode <= 0o777:
+            raise ValueError(
+                f"socket_mode: {self.socket_mode:o} is not a permission mode; use octal "
+                "digits such as 660 (owner and group may connect)"
+            )
+        if self.root_path:
+            from .proxy import mount_prefix
+
+            root = mount_prefix(self.root_path)
+            if root is None:
+                raise ValueError(
+                    f"root_path: {self.root_path!r} is not a URL path; write it as the proxy "
+                    "mounts the app, such as /app"
+                )
+            object.__setattr__(self, "root_path", root)
         object.__setattr__(self, "raw_env", tuple(self.raw_env))
         for item in self.raw_env:
             if "=" not in item:
@@ -760,6 +801,9 @@ def convert(name: str, value: Any) -> Any:
         if name == "umask":
             # A umask is octal by custom: "007" and "0o007" are 7, "18" is 18.
             return int(text, 8) if text[:1] == "0" and text.isdigit() else int(text, 0)
+        if name == "socket_mode":
+            # chmod's and uWSGI's chmod-socket's spelling: "660" is octal, as is "0o660".
+            return int(text, 8) if text.isdigit() else int(text, 0)
         if kind in ("int", int):
             return int(text, 0) if text[:2].lower() in ("0x", "0o", "0b") else int(text)
         if kind in ("float", float):
@@ -772,7 +816,8 @@ def convert(name: str, value: Any) -> Any:
             raise ValueError(text)
     except ValueError:
         expected = {"int": "a whole number", "float": "a number", "bool": "true or false"}
-        what = "an octal umask such as 022" if name == "umask" else expected.get(str(kind), kind)
+        octal = {"umask": "an octal umask such as 022", "socket_mode": "an octal mode such as 660"}
+        what = octal.get(name) or expected.get(str(kind), str(kind))
         raise ValueError(f"{name}: {value!r} is not {what}") from None
     return value
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 import contextlib
 import grp
 import os
-import pwd
 import re
 import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,14 +122,35 @@ def _listen_spec(sock: socket.socket) -> str:
     return f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}"
 
 
+def web_server_group() -> str:
+    """The group nginx's and Apache's workers run as: www-data as root (Debian's), else ours.
+
+    The README's guide gives the unix socket to this group (``--socket-group``).
+    """
+    return "www-data" if os.geteuid() == 0 else grp.getgrgid(os.getegid()).gr_name
+
+
+@contextlib.contextmanager
+def run_directory() -> Iterator[Path]:
+    """The guide's /run/wsgiserve, made as `mkdir -p` makes it: anyone may enter (0755).
+
+    pytest's own temporary directories are private (0700): a web server's workers could not
+    reach a socket in them whatever the socket's mode.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="wsgiserve-run-"))
+    try:
+        directory.chmod(0o755)
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def _user_directive() -> str:
-    # As root, nginx runs its workers as "nobody", who may not enter a private temporary
-    # directory (pytest's are mode 0700) to reach a unix socket. Keep them as ourselves.
+    # As root, run the workers as Debian's nginx does (user www-data), so that the unix
+    # socket's permissions are tested as users meet them.
     if os.geteuid() != 0:
         return ""
-    user = pwd.getpwuid(os.geteuid()).pw_name
-    group = grp.getgrgid(os.getegid()).gr_name
-    return f"user {user} {group};"
+    return f"user www-data {web_server_group()};"
 
 
 @dataclass
@@ -212,6 +233,7 @@ def start_nginx(
     server_name: str = "localhost",
     template: Path = TEMPLATE,
     includes: Sequence[Path] = (),
+    mount: str | None = None,
 ) -> Nginx:
     """Start nginx in front of ``upstreams`` (``unix:/path`` or ``host:port`` each).
 
@@ -223,6 +245,8 @@ def start_nginx(
         template: the site configuration (a file of docs/).
         includes: files the site includes by name (e.g. Debian's /etc/nginx/uwsgi_params),
             copied beside it.
+        mount: the value for ``@MOUNT@``: ``/``, or a sub-path with its trailing slash;
+            by default ``/`` when the template has that placeholder.
 
     Returns:
         The running nginx; its sockets are listening, its pid file is written.
@@ -230,16 +254,14 @@ def start_nginx(
     binary = nginx_binary()
     prefix.mkdir(parents=True, exist_ok=True)
     sockets: list[socket.socket] = []
+    text = template.read_text()
+    values = {"WSGISERVE": list(upstreams), "SERVER_NAME": [server_name]}
+    if mount is not None or "@MOUNT@" in text:
+        values["MOUNT"] = [mount or "/"]
     try:
         sockets.extend(_listen(host) for host in hosts)
-        site = fill_template(
-            template.read_text(),
-            {
-                "WSGISERVE": list(upstreams),
-                "LISTEN": [_listen_spec(sock) for sock in sockets],
-                "SERVER_NAME": [server_name],
-            },
-        )
+        values["LISTEN"] = [_listen_spec(sock) for sock in sockets]
+        site = fill_template(text, values)
         (prefix / "wsgiserve.conf").write_text(site)
         for include in includes:
             shutil.copyfile(include, prefix / include.name)

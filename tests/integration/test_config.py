@@ -662,7 +662,7 @@ logconfig_dict = {{
     ("line", "reason"),
     [
         ("daemon = True", "daemon is not supported: wsgiserve stays in the foreground"),
-        ("root_path = '/api'", "root_path is not supported: not supported yet"),
+        ("raw_paste_global_conf = ['a=1']", "raw_paste_global_conf is not supported: PasteDeploy"),
         ("paste = 'production.ini'", "paste is not supported: PasteDeploy is not supported"),
     ],
 )

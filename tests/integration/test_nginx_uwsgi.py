@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .nginx_support import start_nginx
+from .nginx_support import run_directory, start_nginx, web_server_group
 from .support import APPS, REPO_ROOT, ServerProcess, start_server
 
 pytestmark = pytest.mark.timeout(120)
@@ -28,13 +28,14 @@ MB = 1_000_000
 
 
 class Stack:
-    def __init__(self, directory: Path, transport: str) -> None:
-        bind = (
-            f"uwsgi:unix:{directory / 'uwsgi.sock'}"
-            if transport == "unix"
-            else "uwsgi://127.0.0.1:0"
-        )
-        self.server: ServerProcess = start_server(APP, binds=(bind,))
+    def __init__(self, directory: Path, run_dir: Path, transport: str) -> None:
+        # A unix socket as the nginx guide sets it up: nginx's workers run as www-data.
+        if transport == "unix":
+            bind = f"uwsgi:unix:{run_dir / 'uwsgi.sock'}"
+            flags: tuple[str, ...] = ("--socket-group", web_server_group())
+        else:
+            bind, flags = "uwsgi://127.0.0.1:0", ()
+        self.server: ServerProcess = start_server(APP, *flags, binds=(bind,))
         try:
             address = self.server.addresses[0]
             upstream = address.removeprefix("uwsgi:").removeprefix("//")
@@ -57,11 +58,12 @@ class Stack:
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    started = Stack(tmp_path_factory.mktemp(f"uwsgi-{request.param}"), request.param)
-    try:
-        yield started
-    finally:
-        started.stop()
+    with run_directory() as run_dir:
+        started = Stack(tmp_path_factory.mktemp(f"uwsgi-{request.param}"), run_dir, request.param)
+        try:
+            yield started
+        finally:
+            started.stop()
 
 
 def test_debian_ships_uwsgi_params() -> None:

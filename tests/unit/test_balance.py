@@ -50,9 +50,13 @@ def test_slots_are_claimed_written_read_and_released() -> None:
     counts.write(first, 7)
     counts.write(second, 3)
     assert sorted(counts.others(third)) == [3, 7]
+    assert counts.others(first) == [3]  # third has not written: not accepting yet
+    counts.write(third, 0)
     assert sorted(counts.others(first)) == [0, 3]
+    counts.leave(third)  # stopping: no longer a share to measure by
+    assert counts.others(first) == [3]
     counts.release(second)
-    assert sorted(counts.others(third)) == [7]
+    assert counts.others(first) == []
     assert counts.claim() == 1  # a freed slot is reused
 
 

@@ -207,9 +207,9 @@ def test_the_table_has_every_wsgi_setting_of_gunicorn_27_once() -> None:
     assert set(TYPICAL) == set(names)
 
 
-def test_root_path_is_refused_as_not_supported_yet_until_it_is() -> None:
-    assert BY_NAME["root_path"].outcome == "refused"
-    assert BY_NAME["root_path"].note == "not supported yet"
+def test_root_path_is_honoured_by_the_setting_of_its_name() -> None:
+    assert BY_NAME["root_path"].outcome == "honoured"
+    assert BY_NAME["root_path"].setting == "root_path"
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: row.name)
