@@ -97,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         elif field.type in ("bool", bool):
             kwargs["action"] = "store_true"
             del kwargs["metavar"]
-        elif field.name in ("umask", "socket_mode"):
-            kwargs["type"] = _umask if field.name == "umask" else _socket_mode
+        elif field.name in ("umask", "socket_mode", "max_worker_memory"):  # "007", "512MB"
+            kwargs["type"] = functools.partial(_converted, field.name)
         elif field.type in ("int", int):
             kwargs["type"] = int
         elif field.type in ("float", float):
@@ -131,17 +131,9 @@ def _add_gunicorn_flags(parser: argparse.ArgumentParser) -> None:
         group.add_argument(*flags, help=what.replace("%", "%%"), **kwargs)
 
 
-def _umask(text: str) -> int:
+def _converted(name: str, text: str) -> int:
     try:
-        value: int = convert("umask", text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return value
-
-
-def _socket_mode(text: str) -> int:
-    try:
-        value: int = convert("socket_mode", text)
+        value: int = convert(name, text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return value
@@ -275,18 +267,24 @@ def format_status(status: dict[str, Any]) -> str:
         f"up {_duration(now - status['started'])}  workers {len(status['workers'])}"
         f"/{status['target_workers']}",
         "",
-        f"{'worker':>8} {'up':>8} {'served':>8} {'conns':>6} {'busy':>9} {'queued':>6}",
+        f"{'worker':>8} {'up':>8} {'served':>8} {'conns':>6} {'busy':>9} {'queued':>6} "
+        f"{'memory':>9}",
     ]
     oldest: list[tuple[float, int, str, str, str]] = []
     for worker in status["workers"]:
         if "served" not in worker:
             lines.append(f"{worker['pid']:>8} {'booting':>8}")
             continue
-        as_of = worker.get("as_of")
+        # A worker that did not answer the supervisor in time: its row is its last report.
+        stale = (
+            ""
+            if worker.get("answered", True)
+            else f"  (no answer; as of {worker['as_of']:.1f}s ago)"
+        )
         lines.append(
             f"{worker['pid']:>8} {_duration(now - worker['started']):>8} {worker['served']:>8} "
             f"{worker['connections']:>6} {worker['busy']:>4}/{worker['threads']:<4} "
-            f"{worker['queued']:>6}" + (f"  (as of {as_of:.1f}s ago)" if as_of is not None else "")
+            f"{worker['queued']:>6} {_size(worker.get('rss')):>9}{stale}"
         )
         oldest += [
             (age, worker["pid"], method, path, rid) for age, method, path, rid in worker["oldest"]
@@ -312,6 +310,15 @@ def format_status(status: dict[str, Any]) -> str:
             f"  {age:8.1f}s  worker {pid}  {escape(method)} {escape(path)}  ({escape(rid)})"
         )
     return "\n".join(lines)
+
+
+def _size(size: int | None) -> str:
+    if size is None:
+        return "-"
+    for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.1f}{unit}"
+    return str(size)
 
 
 def _duration(seconds: float) -> str:

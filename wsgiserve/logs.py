@@ -55,6 +55,27 @@ class _ErrorFormatter(logging.Formatter):
         return stack_info.translate(_TRACEBACK_CONTROLS)  # a stack keeps its lines
 
 
+class _JsonErrorFormatter(logging.Formatter):
+    """--error-log-json: one object per line. A traceback or a stack is one field, its lines
+    kept as \\n inside the string, so a log collector takes the record whole."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, ERROR_DATE_FORMAT),
+            "level": record.levelname,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        # ASCII only: every control character (and terminal escape) becomes a \\u escape.
+        return json.dumps(entry, ensure_ascii=True)
+
+
 class _ReopenableFileHandler(logging.FileHandler):
     """A log file `reopen_files` can reopen at its path after logrotate moved it away."""
 
@@ -123,6 +144,7 @@ def configure_from(settings: Settings) -> None:
         logconfig_dict=settings.logconfig_dict,
         syslog=syslog,
         capture_output=settings.capture_output,
+        error_log_json=settings.error_log_json,
     )
 
 
@@ -151,6 +173,7 @@ def configure(
     logconfig_dict: dict[str, Any] | None = None,
     syslog: Syslog | None = None,
     capture_output: bool = False,
+    error_log_json: bool = False,
 ) -> None:
     """Set up the error log and the access log; calling it again replaces the earlier set-up.
 
@@ -167,6 +190,7 @@ def configure(
         syslog: also send the error log (and the access log if `syslog.access`) to syslog.
         capture_output: point file descriptors 1 and 2 at `error_logfile` (if it is a file), so
             the app's prints and C extensions' stderr land in the error log.
+        error_log_json: write the error log as one JSON object per line.
 
     Raises:
         StartupError: a log file cannot be opened, or the log config is unreadable or invalid.
@@ -180,7 +204,11 @@ def configure(
         if not _claim(error_log, taken):
             error_log.setLevel(log_level.upper())
             handler = _open_handler(error_logfile, sys.stderr)
-            handler.setFormatter(_ErrorFormatter(ERROR_FORMAT, ERROR_DATE_FORMAT))
+            handler.setFormatter(
+                _JsonErrorFormatter()
+                if error_log_json
+                else _ErrorFormatter(ERROR_FORMAT, ERROR_DATE_FORMAT)
+            )
             _install(error_log, handler)
             if syslog is not None:
                 fmt = f"{syslog.prefix}[%(process)d]: [%(levelname)s] %(message)s"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import os
 import socket
 import threading
 from collections.abc import Iterable, Mapping
@@ -20,6 +21,20 @@ from typing import Any
 # Request duration buckets, in seconds (Prometheus' usual spread for web requests).
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SNAPSHOT_LIMIT = 3800  # bytes: a heartbeat line must stay below PIPE_BUF to be written whole
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory (RSS) in bytes; None where /proc is not there.
+
+    /proc/self/statm's second field is the resident page count: one small read, no
+    walk of the memory map (unlike /proc/self/status or smaps).
+    """
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE")
 
 
 class WorkerStats:
@@ -179,11 +194,13 @@ def render(
             ("requests_queued", "queued", "Requests waiting for a free thread."),
             ("threads_busy", "busy", "Worker threads running a request."),
             ("threads_idle", "idle", "Worker threads waiting for a request."),
+            ("memory_bytes", "rss", "Resident memory (RSS) of the worker processes."),
         ):
             family(f"{prefix}{name}", "gauge", helptext)
             for group in groups:
                 if group:
-                    lines.append(f"{prefix}{name}{tag(group[0])} {sum(s[key] for s in group)}")
+                    total = sum(s.get(key) or 0 for s in group)
+                    lines.append(f"{prefix}{name}{tag(group[0])} {total}")
     family("wsgiserve_workers", "gauge", "Worker processes running.")
     lines.append(f"wsgiserve_workers {len(snapshots)}")
     family("wsgiserve_worker_restarts_total", "counter", "Workers replaced, by reason.")

@@ -1,8 +1,11 @@
 """The supervisor's roster of its workers: how many, their heartbeats, and what each exit means.
 
-A worker beats a byte into its own pipe once a second; one silent for longer than --timeout
-has a stuck event loop and is killed, and the supervisor replaces it. Each exit is counted by
-reason, and workers that keep dying before their first heartbeat are respawned with a growing
+A worker writes a snapshot line into its own pipe once a second, and at once when the
+supervisor writes a byte into the worker's "ask" pipe (`refresh`, for `wsgiserve status`).
+One silent for longer than --timeout has a stuck event loop: it gets SIGABRT (its
+`worker_abort` hook runs), then SIGKILL if it is still there, and the supervisor replaces it.
+One grown past --max-worker-memory is retired gracefully. Each exit is counted by reason,
+and workers that keep dying before their first heartbeat are respawned with a growing
 back-off, until the supervisor gives up. Forking is the supervisor's; everything here runs in
 its loop, on its main thread.
 """
@@ -14,6 +17,7 @@ import errno
 import json
 import logging
 import os
+import select
 import signal
 import time
 from collections.abc import Callable
@@ -26,6 +30,7 @@ log = logging.getLogger("wsgiserve.error")
 
 BOOT_FAILURES_ALLOWED = 5  # consecutive workers dying before their first heartbeat
 MAX_BACKOFF = 10.0  # seconds between respawns of a worker that keeps dying at boot
+ABORT_GRACE = 1.0  # seconds a worker sent SIGABRT has for its worker_abort hook before SIGKILL
 
 
 @dataclass
@@ -37,8 +42,13 @@ class WorkerProcess:
     last_beat: float
     booted: bool = False
     stopping: bool = False
-    killed: bool = False
+    killed: bool = False  # for a missed heartbeat (SIGABRT, then SIGKILL)
+    ask_fd: int = -1  # the supervisor's write end of the worker's "report now" pipe
+    reported: float = 0.0  # time.monotonic() of its latest snapshot
+    aborted_at: float = 0.0  # when it was sent SIGABRT; 0: never
+    reason: str | None = None  # why the supervisor retired it, if not for a reload or TTOU
     snapshot: dict[str, Any] = field(default_factory=dict)  # its latest heartbeat
+    _partial: bytes = b""  # the start of a line the pipe has not finished delivering
     slot: int = -1  # its connection count's place in the shared counts (balance.py)
 
     def beat(self, data: bytes, now: float) -> bool:
@@ -46,10 +56,23 @@ class WorkerProcess:
         self.last_beat = now
         first = not self.booted
         self.booted = True
-        lines = data.rstrip(b"\n").rsplit(b"\n", 1)
-        with contextlib.suppress(ValueError):
-            self.snapshot = json.loads(lines[-1])
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        for line in reversed(lines):
+            with contextlib.suppress(ValueError):
+                self.snapshot = json.loads(line)
+                self.reported = now
+                break
         return first
+
+    def ask(self) -> bool:
+        """Ask the worker for a snapshot now; False if the request could not be written."""
+        try:
+            os.write(self.ask_fd, b"?")
+        except BlockingIOError:
+            return True  # earlier asks are still unread: an answer is coming
+        except OSError:
+            return False
+        return True
 
 
 @dataclass
@@ -72,6 +95,52 @@ class Roster:
             if worker.heartbeat_fd == fd and worker.beat(data, now):
                 self.boot_failures = 0
 
+    def refresh(self, wait: float) -> float:
+        """Ask every live worker for a snapshot and take the answers that arrive within
+        `wait` seconds. A worker that does not answer keeps its older snapshot.
+
+        Returns:
+            when the workers were asked (`time.monotonic()`): a newer `reported` answered.
+        """
+        asked = time.monotonic()
+        waiting = {
+            w.heartbeat_fd: w
+            for w in self.workers.values()
+            if not w.aborted_at and w.ask_fd >= 0 and w.ask()
+        }
+        deadline = asked + wait
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                readable, _, _ = select.select(list(waiting), [], [], left)
+            except InterruptedError:
+                continue
+            now = time.monotonic()
+            for fd in readable:
+                try:
+                    data = os.read(fd, 65536)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    data = b""
+                if not data:  # the worker is gone: nothing more will come
+                    del waiting[fd]
+                    continue
+                self.beat(fd, data, now)
+                if waiting[fd].reported >= asked:
+                    del waiting[fd]
+        return asked
+
+    def any_good_code(self) -> bool:
+        """Whether a running worker serves the app (not --reload's stand-in for one that
+        failed to load)."""
+        return any(
+            w.booted and not w.stopping and not w.snapshot.get("app_error")
+            for w in self.workers.values()
+        )
+
     def keep_count(
         self, target: int, generation: int, now: float, spawn: Callable[[], None]
     ) -> None:
@@ -93,28 +162,58 @@ class Roster:
                 if worker.generation != generation and not worker.stopping:
                     self.retire(worker)
 
-    def retire(self, worker: WorkerProcess) -> None:
+    def retire(self, worker: WorkerProcess, reason: str | None = None) -> None:
         worker.stopping = True
+        worker.reason = reason
         worker.last_beat = time.monotonic()  # it now has --graceful-timeout, not --timeout
         kill(worker.pid, signal.SIGTERM)
 
     def kill_overdue(self, now: float, timeout: float, graceful_timeout: float) -> None:
-        """SIGKILL each worker silent for longer than `timeout` (0: never), or than
-        `graceful_timeout` + 1 once it is stopping. Times are in seconds."""
+        """Stop each worker silent for longer than `timeout` (0: never): SIGABRT, which runs
+        its worker_abort hook, then SIGKILL after `ABORT_GRACE`. SIGKILL at once a stopping
+        worker silent for longer than `graceful_timeout` + 1. Times are in seconds."""
         for worker in self.workers.values():
+            if worker.aborted_at:
+                if not worker.killed and now - worker.aborted_at > ABORT_GRACE:
+                    log.warning("Worker %d is still there after SIGABRT; killing it", worker.pid)
+                    worker.killed = True
+                    kill(worker.pid, signal.SIGKILL)
+                continue
             limit = graceful_timeout + 1 if worker.stopping else timeout
-            if limit and not worker.killed and now - worker.last_beat > limit:
-                if worker.stopping:
-                    log.warning("Worker %d did not stop in time; killing it", worker.pid)
-                else:
-                    log.critical(
-                        "Worker %d missed its heartbeat for %.0f s (--timeout %g): killing it",
-                        worker.pid,
-                        now - worker.last_beat,
-                        timeout,
-                    )
+            if not limit or worker.killed or now - worker.last_beat <= limit:
+                continue
+            if worker.stopping:
+                log.warning("Worker %d did not stop in time; killing it", worker.pid)
                 worker.killed = True
                 kill(worker.pid, signal.SIGKILL)
+                continue
+            log.critical(
+                "Worker %d missed its heartbeat for %.0f s (--timeout %g): aborting it",
+                worker.pid,
+                now - worker.last_beat,
+                timeout,
+            )
+            # gunicorn's way: SIGABRT lets the worker run its worker_abort hook first.
+            worker.aborted_at = now
+            kill(worker.pid, signal.SIGABRT)
+
+    def recycle_oversized(self, limit: int) -> None:
+        """Retire gracefully each worker whose last snapshot shows more resident memory than
+        `limit` bytes (0: no limit); its replacement starts at once."""
+        if not limit:
+            return
+        for worker in self.workers.values():
+            rss = worker.snapshot.get("rss")
+            if worker.stopping or not isinstance(rss, int) or rss <= limit:
+                continue
+            log.warning(
+                "Worker %d uses %s of memory, over --max-worker-memory %s: restarting it "
+                "gracefully",
+                worker.pid,
+                format_size(rss),
+                format_size(limit),
+            )
+            self.retire(worker, "memory")
 
     def signal_all(self, signum: int) -> None:
         for worker in self.workers.values():
@@ -144,7 +243,7 @@ class Roster:
             self.count("recycled")
             log.info("Worker %d exited (recycled); replacing it", worker.pid)
         else:
-            self.count("heartbeat" if worker.killed else "died")
+            self.count("heartbeat" if worker.killed or worker.aborted_at else "died")
             log.warning("Worker %d died (exit %d); replacing it", worker.pid, code)
         return None
 
@@ -159,3 +258,11 @@ def kill(pid: int, signum: int) -> None:
     except OSError as error:
         if error.errno != errno.ESRCH:
             raise
+
+
+def format_size(size: int) -> str:
+    """`size` bytes for a person: 512.0 MiB (1 MiB = 1024 KiB), with the exact count."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit} ({size} bytes)"
+    return f"{size} bytes"

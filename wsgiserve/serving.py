@@ -37,6 +37,7 @@ SUPERVISOR_ONLY = (
     "metrics_bind",
     "max_requests",
     "max_requests_jitter",
+    "max_worker_memory",
     "preload_app",
     "pidfile",
     "proc_name",

@@ -235,6 +235,13 @@ class Settings:
         help="Where the error log goes ('-' or unset: stderr).",
         section="logging",
     )
+    error_log_json: bool = _setting(
+        False,
+        "--error-log-json",
+        help="Write the error log as one JSON object per line (time, level, pid, message; a "
+        "traceback or a slow request's stack as one field).",
+        section="logging",
+    )
     log_config: str | None = _setting(
         None,
         "--log-config",
@@ -449,6 +456,15 @@ class Settings:
         help="Add a random 0..N to --max-requests per worker, so workers do not restart together.",
         section="workers",
     )
+    max_worker_memory: int = _setting(
+        0,
+        "--max-worker-memory",
+        metavar="SIZE",
+        help="Restart a worker gracefully once its resident memory (RSS) grows past SIZE: bytes, "
+        "or with a unit (512MB, 1.5GiB; KB/MB/GB count in 1000s, K/M/G and KiB/MiB/GiB in "
+        "1024s), as uWSGI's reload-on-rss. Checked on each heartbeat; Linux only. 0: never.",
+        section="workers",
+    )
     preload_app: bool = _setting(
         False,
         "--preload",
@@ -638,7 +654,15 @@ class Settings:
             )
         if self.cert_reqs not in (0, 1, 2):
             raise ValueError("cert_reqs must be 0, 1 or 2")
-        for name in ("max_requests", "max_requests_jitter", "umask", "max_connections"):
+        if isinstance(self.max_worker_memory, str):  # Settings(max_worker_memory="512MB")
+            object.__setattr__(self, "max_worker_memory", parse_size(self.max_worker_memory))
+        for name in (
+            "max_requests",
+            "max_requests_jitter",
+            "umask",
+            "max_connections",
+            "max_worker_memory",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.socket_mode is not None and not 0 <= self.socket_mode <= 0o777:
@@ -716,6 +740,39 @@ class Settings:
         return cls(**values)
 
 
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1 << 10,
+    "kib": 1 << 10,
+    "m": 1 << 20,
+    "mib": 1 << 20,
+    "g": 1 << 30,
+    "gib": 1 << 30,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+}
+
+
+def parse_size(text: str) -> int:
+    """A size in bytes from text such as "1048576", "512MB" or "1.5 GiB" (KB/MB/GB are
+    decimal, K/M/G and KiB/MiB/GiB binary); raises `ValueError` saying what is accepted."""
+    stripped = text.strip()
+    number = stripped.rstrip("kKmMgGiIbB ").strip()
+    unit = stripped[len(number) :].strip().lower()
+    try:
+        value = float(number) if "." in number else int(number)
+    except ValueError:
+        value = -1
+    if unit not in _SIZE_UNITS or value < 0:
+        raise ValueError(
+            f"{text!r} is not a size: give bytes, or a number with KB, MB, GB (1000s) or "
+            "K, M, G, KiB, MiB, GiB (1024s), like 512MB"
+        )
+    return int(value * _SIZE_UNITS[unit])
+
+
 TRUE = frozenset({"true", "1", "yes", "on", "y", "t"})
 FALSE = frozenset({"false", "0", "no", "off", "n", "f", ""})
 
@@ -735,6 +792,11 @@ def convert(name: str, value: Any) -> Any:
     if kind == "tuple[str, ...]":
         return (value,)  # `bind = "0.0.0.0:8000"`: one item, as gunicorn takes it
     text = value.strip()
+    if name == "max_worker_memory":
+        try:
+            return parse_size(text)
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from None
     try:
         if name == "umask":
             # A umask is octal by custom: "007" and "0o007" are 7, "18" is 18.

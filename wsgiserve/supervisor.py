@@ -10,7 +10,8 @@ without dropping a request.  TTIN / TTOU: one worker more / less.
 USR1: reopen log files (here and in every worker).  CHLD: reap, and replace.
 
 What the supervisor knows of each worker (heartbeats, deadlines, why it exited, the
-back-off before a respawn) is kept in `roster`.
+back-off before a respawn) is kept in `roster`. `wsgiserve status` asks each worker for a
+fresh snapshot and waits up to `STATUS_WAIT` for the answers.
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ from .reload import start_watching
 from .roster import Roster, WorkerProcess, kill
 from .settings import Settings
 from .version import __version__
-from .worker import EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR, run_worker
+from .worker import EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR, reset_signals, run_worker
 
 log = logging.getLogger("wsgiserve.error")
+
+STATUS_WAIT = 0.5  # seconds `status` waits for the workers' fresh snapshots
 
 HANDLED = (
     signal.SIGTERM,
@@ -132,6 +135,12 @@ class Supervisor:
             while self._exit_code is None:
                 self._step()
         finally:
+            # Stopped: a repeated TERM (a process manager, a test's clean-up) must not kill
+            # the process with SIG_DFL while the interpreter shuts down and turn exit 0 into
+            # "killed by SIGTERM".
+            for signum in HANDLED:
+                if signum != signal.SIGCHLD:
+                    signal.signal(signum, signal.SIG_IGN)
             self._control.close()
             self._remove_pidfile()
             for listener in self.listeners:
@@ -143,6 +152,9 @@ class Supervisor:
     # -- what `wsgiserve status` and the metrics see -------------------------------------------
 
     def status(self) -> dict[str, Any]:
+        # What the workers do now, not at their last beat: a request that started a moment
+        # ago must be listed. A worker that does not answer in time shows its older row.
+        asked = self._roster.refresh(STATUS_WAIT)
         workers = sorted(self.workers.values(), key=lambda w: w.started)
         now = time.monotonic()
         return {
@@ -156,8 +168,9 @@ class Supervisor:
                     "pid": w.pid,
                     "booted": w.booted,
                     "stopping": w.stopping,
-                    # The row is the worker's last beat (once a second): say how old it is.
-                    "as_of": round(now - w.last_beat, 3),
+                    # How old the row is: about 0 when the worker answered just now.
+                    "as_of": round(now - (w.reported or w.started), 3),
+                    "answered": w.reported >= asked,
                 }
                 for w in workers
             ],
@@ -226,6 +239,7 @@ class Supervisor:
         self._reap()
         if self._exit_code is None:
             self._roster.kill_overdue(now, self.settings.timeout, self.settings.graceful_timeout)
+            self._roster.recycle_oversized(self.settings.max_worker_memory)
             self._roster.keep_count(self.target, self.generation, now, self._spawn)
 
     def _poll_interval(self) -> float:
@@ -270,18 +284,34 @@ class Supervisor:
     # -- workers -----------------------------------------------------------------------------
 
     def _spawn(self) -> None:
-        read_fd, write_fd = os.pipe()
-        os.set_blocking(read_fd, False)
-        os.set_blocking(write_fd, False)
+        read_fd, write_fd = os.pipe()  # heartbeats: worker -> supervisor
+        ask_r, ask_w = os.pipe()  # "report now": supervisor -> worker
+        for fd in (read_fd, write_fd, ask_r, ask_w):
+            os.set_blocking(fd, False)
+        # --reload while no worker runs good code: a worker that cannot load the app answers
+        # 500 with the error instead of exiting, until the file is fixed.
+        serve_load_error = self.settings.reload and not self._roster.any_good_code()
         self._call_hook("pre_fork", self, _Booting(len(self.workers), log))
         slot = self.shared_counts.claim()
-        pid = os.fork()
+        # Signals wait while forking: a TERM that reached the child before it replaced the
+        # supervisor's handlers would run `_enqueue` there and be lost (a worker forked as
+        # a stop began then served on, and the stop waited out --graceful-timeout).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
         if pid == 0:  # the child
+            reset_signals()
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.close(read_fd)
+            os.close(ask_w)
             os.close(self._wake_r)
             os.close(self._wake_w)
             for worker in self.workers.values():
                 os.close(worker.heartbeat_fd)
+                os.close(worker.ask_fd)
             _set_title("worker", self.settings.proc_name)
             run_worker(
                 self.load_app,
@@ -291,11 +321,17 @@ class Supervisor:
                 os.getppid(),
                 hooks=self.hooks,
                 supervisor=self,
+                ask_fd=ask_r,
+                serve_load_error=serve_load_error,
                 share=(self.shared_counts, slot) if slot >= 0 else None,
             )
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(write_fd)
+        os.close(ask_r)
         now = time.monotonic()
-        self.workers[pid] = WorkerProcess(pid, read_fd, self.generation, now, now, slot=slot)
+        self.workers[pid] = WorkerProcess(
+            pid, read_fd, self.generation, now, now, ask_fd=ask_w, slot=slot
+        )
 
     def _reap(self) -> None:
         while True:
@@ -312,13 +348,14 @@ class Supervisor:
                 continue
             self._call_hook("child_exit", self, worker)
             os.close(worker.heartbeat_fd)
+            os.close(worker.ask_fd)
             self.shared_counts.release(worker.slot)
             counters = worker.snapshot.get("metrics")
             if counters:  # summed counters must not go down when a worker leaves
                 add_counters(self.retired_counters, counters)
             if worker.stopping or self._exit_code is not None:
                 if worker.stopping and not self._stopping_all and worker.booted:
-                    self._roster.count("retired")
+                    self._roster.count(worker.reason or "retired")
                 continue
             code = os.waitstatus_to_exitcode(status)
             if code == EXIT_APP_LOAD_ERROR and self._reload_failed(worker):

@@ -1,9 +1,11 @@
 """One worker process, after the fork: load the app, serve on the inherited sockets.
 
 The supervisor owns the process model; a worker only answers its own signals
-(TERM: graceful stop, INT/QUIT: stop now, USR1: reopen log files), beats its
-heartbeat pipe once a second from the event loop, and leaves when its
-supervisor is gone or it has served `--max-requests`.
+(TERM: graceful stop, INT/QUIT: stop now, USR1: reopen log files, ABRT: the
+supervisor gave up on it, after its worker_abort hook), beats its heartbeat
+pipe once a second from the event loop and whenever the supervisor asks (a byte
+in the ask pipe), and leaves when its supervisor is gone or it has served
+`--max-requests`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from .call import App
 from .config import Hooks
 from .errors import AppLoadError
 from .listeners import Listener
-from .metrics import SNAPSHOT_LIMIT
+from .metrics import SNAPSHOT_LIMIT, resident_bytes
 from .server import Server
 from .settings import Settings
 
@@ -34,6 +36,7 @@ log = logging.getLogger("wsgiserve.error")
 
 EXIT_BOOT_ERROR = 3
 EXIT_APP_LOAD_ERROR = 4
+EXIT_ABORTED = 1  # SIGABRT from the supervisor, for a missed heartbeat
 
 # Signals that belong to the supervisor; a worker must not act on them.
 SUPERVISOR_ONLY = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH)
@@ -47,10 +50,17 @@ def run_worker(
     supervisor_pid: int,
     hooks: Hooks | None = None,
     supervisor: object = None,
+    ask_fd: int = -1,
+    serve_load_error: bool = False,
     share: tuple[SharedCounts, int] | None = None,
 ) -> None:
     """Serve until told to stop; never returns (the process exits with a status code).
-    `share`: the workers' shared connection counts and this worker's slot in them."""
+
+    `ask_fd` is the read end of the pipe where the supervisor asks for a snapshot now.
+    `serve_load_error` (--reload with no good code running): an app that cannot be loaded
+    is replaced by one that answers 500 with the error, instead of exiting.
+    `share`: the workers' shared connection counts and this worker's slot in them.
+    """
     code = 0
     info = WorkerInfo(os.getpid(), settings)
     hooks = hooks or Hooks()
@@ -59,11 +69,12 @@ def run_worker(
             load_app,
             settings,
             listeners,
-            heartbeat_fd,
+            (heartbeat_fd, ask_fd),
             supervisor_pid,
             hooks,
             supervisor,
             info,
+            serve_load_error,
             share,
         )
     except BaseException:
@@ -74,6 +85,16 @@ def run_worker(
             _call(hooks.worker_exit, supervisor, info)
         logging.shutdown()
         os._exit(code)
+
+
+def reset_signals() -> None:
+    """A worker's signal dispositions until its loop installs its own handlers: the
+    supervisor's signals ignored, the rest at their defaults (a TERM while booting ends the
+    worker, which has no request yet). Called first thing after the fork."""
+    for signum in SUPERVISOR_ONLY:
+        signal.signal(signum, signal.SIG_IGN)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 class WorkerInfo:
@@ -98,24 +119,32 @@ def _serve(
     load_app: Callable[[], App],
     settings: Settings,
     listeners: list[Listener],
-    heartbeat_fd: int,
+    pipes: tuple[int, int],
     supervisor_pid: int,
     hooks: Hooks,
     supervisor: object,
     info: WorkerInfo,
+    serve_load_error: bool,
     share: tuple[SharedCounts, int] | None = None,
 ) -> int:
-    for signum in SUPERVISOR_ONLY:
-        signal.signal(signum, signal.SIG_IGN)
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGCHLD):
-        signal.signal(signum, signal.SIG_DFL)
+    heartbeat_fd, ask_fd = pipes
+    reset_signals()
+    # A plain handler, not the loop's: the supervisor sends ABRT because the loop is stuck,
+    # and Python runs this on the main thread even then (between bytecodes, or when a
+    # blocking call is interrupted).
+    signal.signal(signal.SIGABRT, functools.partial(_abort, hooks, info))
     if hooks.post_fork is not None:
         _call(hooks.post_fork, supervisor, info)
+    load_error = ""
     try:
         app = load_app()
     except AppLoadError as error:
         log.error("worker %d cannot load the app: %s", os.getpid(), error)
-        return EXIT_APP_LOAD_ERROR
+        if not serve_load_error:
+            return EXIT_APP_LOAD_ERROR
+        log.error("--reload: answering 500 with this error until the code is fixed and saved")
+        load_error = str(error)
+        app = load_error_app(load_error)
     if hooks.post_worker_init is not None:
         _call(hooks.post_worker_init, info)
     limit = settings.max_requests
@@ -137,8 +166,23 @@ def _serve(
             log.warning("worker %d: the supervisor is gone; stopping", os.getpid())
             server.request_shutdown()
             return
+        snapshot = {**server.snapshot(), "rss": resident_bytes()}
+        if load_error:
+            snapshot["app_error"] = True  # the supervisor: this worker has no good code
         with contextlib.suppress(BlockingIOError):  # a full pipe: the supervisor is behind
-            os.write(heartbeat_fd, heartbeat_line(server.snapshot()))
+            os.write(heartbeat_fd, heartbeat_line(snapshot))
+
+    def answer() -> None:
+        try:
+            asked = os.read(ask_fd, 512)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            asked = b""
+        if not asked:  # the supervisor closed its end: it is gone
+            asyncio.get_running_loop().remove_reader(ask_fd)
+            return
+        beat()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -159,6 +203,8 @@ def _serve(
         if limit:  # checked as each request completes, not once a beat
             server.pool.stop_after(limit, functools.partial(_recycle, server))
         log.info("Booting worker with pid: %d", os.getpid())
+        if ask_fd >= 0:
+            loop.add_reader(ask_fd, answer)
         beat_periodically()
         await server.serve_until_stopped()
         beat()  # a last one: the supervisor keeps what this worker counted
@@ -174,6 +220,31 @@ def heartbeat_line(snapshot: dict[str, object]) -> bytes:
         snapshot = {**snapshot, "oldest": []}
         line = json.dumps(snapshot, separators=(",", ":")).encode() + b"\n"
     return line if len(line) <= SNAPSHOT_LIMIT else b"{}\n"
+
+
+def load_error_app(message: str) -> App:
+    """An app that answers every request with 500 and `message` (--reload, broken code)."""
+    body = (
+        f"wsgiserve --reload: the app could not be loaded.\n\n{message}\n\n"
+        "Fix the code and save the file: the server reloads it.\n"
+    ).encode()
+
+    def app(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        start_response(
+            "500 Internal Server Error",
+            [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    return app
+
+
+def _abort(hooks: Hooks, info: WorkerInfo, _signum: int, _frame: object) -> None:
+    # gunicorn's meaning: the supervisor gave up on this worker; the hook may leave a note.
+    log.error("worker %d aborted by the supervisor (missed heartbeat)", os.getpid())
+    if hooks.worker_abort is not None:
+        _call(hooks.worker_abort, info)
+    os._exit(EXIT_ABORTED)
 
 
 def _recycle(server: Server) -> None:

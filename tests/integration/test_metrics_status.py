@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -13,13 +14,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.polling import eventually, wait_until
+from wsgiserve.control import query_status
 
+from .apps.lifecycle_app import HOLD_MARKER
+from .gate_support import Gate
 from .support import ServerProcess, run_cli, start_server, subprocess_env
 
 APP = "tests.integration.apps.plain_app:app"
+LIFECYCLE_APP = "tests.integration.apps.lifecycle_app:app"
 METRICS_AT = re.compile(r"Metrics at: (\S+/metrics)")
 
 
@@ -199,7 +205,6 @@ def test_status_escapes_request_data_and_ends_quietly_on_a_closed_pipe(tmp_path:
         text = run_cli("status", "-p", str(pidfile)).stdout
         assert "\x1b" not in text
         assert "/slow/\\x1b[31mred" in text
-        assert "as of" in text  # how old each worker's row is
 
         # `wsgiserve status | head`: the reader goes away before the output is written.
         reader_gone = subprocess.Popen(
@@ -276,5 +281,156 @@ def test_server_made_answers_reach_the_access_log_and_the_metrics(tmp_path: Path
             return four == 2 and five == 1
 
         wait_for_beats(server, url, counted)
+    finally:
+        assert server.stop() == 0
+
+
+def wait_for_workers(pidfile: Path, count: int) -> None:
+    """Until `count` workers are up and reporting (the status view has their rows)."""
+
+    def up() -> bool:
+        workers = query_status(str(pidfile))["workers"]
+        return len([worker for worker in workers if "served" in worker]) == count
+
+    wait_until(up, f"{count} workers reporting")
+
+
+def held_request(
+    server: ServerProcess, gate: Gate, answers: list[httpx.Response]
+) -> threading.Thread:
+    """A request that waits at `gate` in the app; its response lands in `answers`."""
+    thread = threading.Thread(
+        target=lambda: answers.append(httpx.get(f"{server.url}/hold?port={gate.port}", timeout=30)),
+        daemon=True,
+    )
+    thread.start()
+    return thread
+
+
+def test_status_lists_a_request_that_started_just_before_it(tmp_path: Path) -> None:
+    # The view was the workers' last heartbeat, up to a second old: a request that started
+    # 0.3 s before the call was not listed. Now the supervisor asks the workers.
+    pidfile = tmp_path / "server.pid"
+    server = start_server(LIFECYCLE_APP, "-w", "2", "-p", str(pidfile))
+    wait_for_workers(pidfile, 2)
+    answers: list[httpx.Response] = []
+    with Gate() as gate:
+        held = held_request(server, gate, answers)
+        try:
+            server.log.wait_for(re.compile(HOLD_MARKER))
+            status = query_status(str(pidfile))  # what `wsgiserve status` reads, asked once
+            listed = [
+                (worker["pid"], entry[1], entry[2])
+                for worker in status["workers"]
+                for entry in worker["oldest"]
+            ]
+            assert [(method, path) for _, method, path in listed] == [("GET", "/hold")], status
+            assert all(worker["answered"] for worker in status["workers"])
+            text = run_cli("status", "-p", str(pidfile))
+            assert text.returncode == 0, text.stderr
+            assert "GET /hold" in text.stdout
+            assert "as of" not in text.stdout  # every worker answered: no row is old
+        finally:
+            gate.release()
+            held.join(30)
+    try:
+        assert [answer.text for answer in answers] == ["released"]
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_worker_that_does_not_answer_shows_how_old_its_row_is(tmp_path: Path) -> None:
+    pidfile = tmp_path / "server.pid"
+    server = start_server(LIFECYCLE_APP, "-w", "2", "-p", str(pidfile))
+    try:
+        wait_for_workers(pidfile, 2)
+        stopped, running = sorted(server.worker_pids())
+        os.kill(stopped, signal.SIGSTOP)  # a worker that cannot answer
+        try:
+            status = query_status(str(pidfile))
+            text = run_cli("status", "-p", str(pidfile)).stdout
+        finally:
+            os.kill(stopped, signal.SIGCONT)
+        answered = {worker["pid"]: worker["answered"] for worker in status["workers"]}
+        assert answered == {stopped: False, running: True}
+        [stale_row] = [line for line in text.splitlines() if "no answer" in line]
+        assert stale_row.split()[0] == str(stopped)
+        assert re.search(r"as of \d+\.\ds ago", stale_row)
+    finally:
+        assert server.stop() == 0
+
+
+def test_status_and_metrics_show_each_workers_memory(tmp_path: Path) -> None:
+    pidfile = tmp_path / "server.pid"
+    server = start_server(
+        LIFECYCLE_APP, "-w", "2", "-p", str(pidfile), "--metrics-bind", "127.0.0.1:0"
+    )
+    try:
+        url = metrics_url(server)
+        wait_for_workers(pidfile, 2)
+        status = query_status(str(pidfile))
+        for worker in status["workers"]:
+            # What the kernel says of the same process, within the growth of a few pages.
+            actual = psutil.Process(worker["pid"]).memory_info().rss
+            assert abs(worker["rss"] - actual) < 8 << 20, (worker["rss"], actual)
+        text = run_cli("status", "-p", str(pidfile)).stdout
+        assert "memory" in text.splitlines()[2]
+        assert re.search(r"\d+\.\dM", text)
+        found = samples(httpx.get(url, timeout=5).text)
+        per_worker = {
+            dict(labels)["worker"]: value
+            for (name, labels), value in found.items()
+            if name == "wsgiserve_worker_memory_bytes"
+        }
+        assert set(per_worker) == {str(pid) for pid in server.worker_pids()}
+        assert all(value > 1 << 20 for value in per_worker.values())
+        assert found[("wsgiserve_memory_bytes", ())] == sum(per_worker.values())
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_worker_grown_past_max_worker_memory_is_replaced_gracefully(tmp_path: Path) -> None:
+    pidfile = tmp_path / "server.pid"
+    server = start_server(
+        LIFECYCLE_APP,
+        "-w",
+        "1",
+        "-p",
+        str(pidfile),
+        "--max-worker-memory",
+        "100MB",
+        "--metrics-bind",
+        "127.0.0.1:0",
+    )
+    answers: list[httpx.Response] = []
+    try:
+        url = metrics_url(server)
+        first = httpx.get(server.url + "/pid", timeout=5).text
+        with Gate() as gate:
+            held = held_request(server, gate, answers)  # in flight while the worker recycles
+            try:
+                server.log.wait_for(re.compile(HOLD_MARKER))
+                assert httpx.get(server.url + "/grow?mb=120", timeout=30).text == first
+                [line] = server.log.wait_for(
+                    re.compile(
+                        r"Worker (\d+) uses ([\d.]+) MiB \((\d+) bytes\) of memory, "
+                        r"over --max-worker-memory 95\.4 MiB \(100000000 bytes\)"
+                    )
+                )
+                assert line[1] == first
+                assert int(line[3]) > 120 << 20
+            finally:
+                gate.release()
+                held.join(30)
+        assert [answer.text for answer in answers] == ["released"]
+        wait_until(
+            lambda: httpx.get(server.url + "/pid", timeout=5).text != first,
+            "a fresh worker answering",
+        )
+        text = wait_for_beats(
+            server, url, lambda t: 'wsgiserve_worker_restarts_total{reason="memory"}' in t
+        )
+        assert samples(text)[("wsgiserve_worker_restarts_total", (("reason", "memory"),))] == 1
+        assert query_status(str(pidfile))["restarts"] == {"memory": 1}
     finally:
         assert server.stop() == 0

@@ -58,6 +58,7 @@ def test_serve_refuses_unknown_settings_before_binding() -> None:
         ({"pidfile": "/run/x.pid"}, "--pid /run/x.pid"),
         ({"metrics_bind": "127.0.0.1:9100"}, "--metrics-bind 127.0.0.1:9100"),
         ({"user": "nobody", "group": "nogroup"}, "--user nobody --group nogroup"),
+        ({"max_worker_memory": "512MB"}, "--max-worker-memory 512000000"),
     ],
 )
 def test_serve_refuses_settings_only_the_command_acts_on(

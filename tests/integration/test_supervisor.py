@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -350,6 +351,40 @@ def test_stopped_worker_misses_its_heartbeat_and_is_replaced(
     assert replacement <= after
 
 
+ABORT_CONF = """
+def worker_abort(worker):
+    with open({marks!r}, "a") as marks:
+        marks.write(f"worker_abort {{worker.pid}}\\n")
+"""
+
+
+def test_a_worker_killed_for_a_missed_heartbeat_runs_worker_abort_first(
+    server_factory: StartServer, client: ClientMaker, tmp_path: Path
+) -> None:
+    # gunicorn's meaning: SIGABRT, whose handler calls the hook, before the worker is gone.
+    # It was accepted and never called.
+    marks = tmp_path / "marks.txt"
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(ABORT_CONF.format(marks=str(marks)))
+    server = server_factory(f"{APPS}.lifecycle_app:app", "-c", str(conf), "-t", "1", *FAST)
+    http = client(server.url)
+    (stuck,) = booted(server, 1)
+    assert answering_pid(http) == stuck
+    with socket.create_connection(server.host_port, timeout=WAIT) as wedging:
+        # The app wedges the worker's event loop (see lifecycle_app's /wedge).
+        wedging.sendall(b"GET /wedge HTTP/1.1\r\nHost: t\r\n\r\n")
+        server.log.wait_for(re.compile(rf"Worker {stuck} missed its heartbeat"), timeout=WAIT)
+        wait_until(
+            lambda: marks.exists() and marks.read_text() == f"worker_abort {stuck}\n",
+            "the worker_abort hook's mark",
+            WAIT,
+        )
+        assert wedging.recv(65536) == b""  # the stuck worker is gone, its connection too
+    (replacement,) = booted(server, 2) - {stuck}
+    assert answering_pid(http) == replacement
+    assert "still there after SIGABRT" not in server.log.text  # the hook had its chance
+
+
 @pytest.mark.parametrize("timeout", [1, 2])
 def test_timeout_logs_a_slow_requests_stack_once(
     server_factory: StartServer, client: ClientMaker, timeout: int
@@ -442,7 +477,8 @@ def test_a_reload_whose_code_fails_to_import_keeps_the_old_workers(
         version, pid = http.get("/").text.split()
         assert version == "v1"
         assert int(pid) in old
-    assert worker_pids(server) == old
+    # The reload's other new worker was told to stop as the first failed; it may take a moment.
+    wait_until(lambda: worker_pids(server) == old, "only the old workers", WAIT)
     status = run_cli("status", "-p", str(pidfile))
     assert "last reload FAILED" in status.stdout, status.stdout
 
