@@ -45,6 +45,11 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # hold is this many environs, plus one read of raw bytes).
 PIPELINE_AHEAD = 4
 
+QUEUE_FULL = (
+    "every thread is busy and %d requests are in or waiting for one: reading is paused on "
+    "the connections behind them until a thread frees up. The app (or what it waits on) "
+    "is slower than the traffic: raise --threads or add workers"
+)
 # Why reading is paused, as bits of one int (an IntFlag costs too much per request);
 # reading resumes when no reason is left.
 PAUSED_BODY = 1  # the current request's body buffer is full
@@ -399,6 +404,7 @@ class HttpConnection(asyncio.Protocol):
                     continue
                 if pool.in_flight >= pool.capacity and not pool.admit(self._admitted):
                     self._pause(PAUSED_POOL)
+                    context.warn(QUEUE_FULL, pool.capacity)
                     break
                 pipeline.popleft()
                 self.current = exchange

@@ -61,3 +61,48 @@ def test_a_slow_request_is_reported_once_with_its_stack(caplog: pytest.LogCaptur
     assert "\\x0a" not in text
     assert len(text.splitlines()) > 3
     assert "deliberately_slow_handler" in text
+
+
+def test_a_full_thread_queue_is_logged_once_with_a_count(caplog: pytest.LogCaptureFixture) -> None:
+    # One thread, held; its queue takes MAX_WAITING more; the connections past that are paused.
+    import socket
+    import threading
+
+    from tests.support.polling import eventually
+    from wsgiserve.pool import MAX_WAITING
+
+    release = threading.Event()
+
+    def held_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        release.wait(20)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    caplog.set_level(logging.WARNING, logger="wsgiserve.error")
+    over = 5
+    sockets: list[socket.socket] = []
+    with wsgiserve.background_server(held_app, threads=1) as server:
+        try:
+            for _ in range(1 + MAX_WAITING + over):
+                sock = socket.create_connection(server.address, timeout=30)
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                sockets.append(sock)
+
+            def queue_full_lines() -> list[str]:
+                return [
+                    r.getMessage()
+                    for r in caplog.records
+                    if "every thread is busy" in r.getMessage()
+                ]
+
+            assert eventually(queue_full_lines, 10), "no line said the queue was full"
+            release.set()
+            answered = sum(sock.recv(64).startswith(b"HTTP/1.1 200") for sock in sockets)
+        finally:
+            release.set()
+            for sock in sockets:
+                sock.close()
+    assert answered == len(sockets)  # paused, never refused
+    lines = queue_full_lines()
+    assert len(lines) == 1, lines  # once, not once per paused connection
+    assert "--threads" in lines[0]
