@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import logging
 import socket
@@ -733,7 +734,6 @@ class HttpConnection(asyncio.Protocol):
         return True
 
 
-
 def _reset_on_close(transport: asyncio.BaseTransport) -> None:
     """Make the transport's close a TCP reset. A plain close is a FIN, which a peer that
     frames the response by the close (every uwsgi web server, an HTTP/1.0 client) takes
@@ -742,7 +742,5 @@ def _reset_on_close(transport: asyncio.BaseTransport) -> None:
     sock = transport.get_extra_info("socket")
     if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return
-    try:
+    with contextlib.suppress(OSError):  # already closed by the peer: nothing to tell it
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-    except OSError:  # already closed by the peer: nothing to tell it
-        pass

@@ -238,8 +238,8 @@ def v1(line: bytes) -> bytes:
 
 
 def v2(source: str, port: int, tlvs: bytes = b"", command: int = 0x21) -> bytes:
-    addresses = socket.inet_aton(source) + socket.inet_aton("10.0.0.1") + struct.pack(
-        ">HH", port, 80
+    addresses = (
+        socket.inet_aton(source) + socket.inet_aton("10.0.0.1") + struct.pack(">HH", port, 80)
     )
     payload = addresses + tlvs
     return V2_SIGNATURE + bytes([command, 0x11]) + struct.pack(">H", len(payload)) + payload

@@ -8,6 +8,7 @@ outcome never depends on where the bytes were cut.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import struct
 from typing import Any
 
@@ -76,7 +77,7 @@ class Connection(Sink):
 
 def cut(data: bytes, points: list[int]) -> list[bytes]:
     edges = sorted({0, len(data), *(p % (len(data) + 1) for p in points)})
-    return [data[a:b] for a, b in zip(edges, edges[1:], strict=False) if b > a]
+    return [data[a:b] for a, b in itertools.pairwise(edges) if b > a]
 
 
 def check_outcome(conn: Connection) -> None:
@@ -135,9 +136,7 @@ def uwsgi_packets(draw: st.DrawFn) -> bytes:
 
 @EXAMPLES
 @given(uwsgi_packets(), st.lists(st.integers(0, 10_000), max_size=8))
-def test_uwsgi_packets_never_raise_and_splits_never_matter(
-    data: bytes, points: list[int]
-) -> None:
+def test_uwsgi_packets_never_raise_and_splits_never_matter(data: bytes, points: list[int]) -> None:
     whole = Connection(lambda sink: uwsgi(sink, BASE))
     whole.feed([data])
     check_outcome(whole)
@@ -160,7 +159,8 @@ def test_vars_environ_refuses_or_builds_a_pep3333_environ(pairs: list[tuple[str,
     try:
         environ = vars_environ(BASE, pairs, SETTINGS)
     except HTTPError as error:
-        assert 400 <= error.status < 500
+        status = error.status
+        assert 400 <= status < 500
         return
     assert environ["REQUEST_METHOD"]
     assert environ["SERVER_PORT"]
@@ -185,8 +185,23 @@ def proxy_headers(draw: st.DrawFn) -> bytes:
         parts = draw(
             st.lists(
                 st.sampled_from(
-                    ["PROXY", "TCP4", "TCP6", "UNKNOWN", "1.2.3.4", "::1", "65535", "70000",
-                     "80", "", "-1", "+1", "1_0", "fe80::1%eth0", "01.2.3.4"]
+                    [
+                        "PROXY",
+                        "TCP4",
+                        "TCP6",
+                        "UNKNOWN",
+                        "1.2.3.4",
+                        "::1",
+                        "65535",
+                        "70000",
+                        "80",
+                        "",
+                        "-1",
+                        "+1",
+                        "1_0",
+                        "fe80::1%eth0",
+                        "01.2.3.4",
+                    ]
                 ),
                 max_size=7,
             )
@@ -268,3 +283,31 @@ def test_v1_header_then_uwsgi_at_every_split(mode: str) -> None:
         split = Connection(lambda sink: preamble(sink, uwsgi, mode))
         split.feed([data[:at], data[at:]])
         assert split.outcome() == whole.outcome(), at
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"PROXY TCP4 1.2.3.4 5.6.7.8 +80 80",  # int() takes a sign
+        b"PROXY TCP4 1.2.3.4 5.6.7.8 1_0 80",  # ... and digit separators
+        b"PROXY TCP4 1.2.3.4 5.6.7.8 \t80 80",  # ... and surrounding whitespace
+        b"PROXY TCP4 1.2.3.4 5.6.7.8 080 80",  # the spec forbids leading zeros
+        b"PROXY TCP4 1.2.3.4 5.6.7.8 80 99999",  # the destination port is a port too
+        b"PROXY TCP4 1.2.3.4 ::1 80 80",  # both addresses are of the named family
+        b"PROXY TCP6 fe80::1%eth0 ::1 80 80",  # a scope id would end up in REMOTE_ADDR
+    ],
+)
+def test_v1_fields_are_read_as_the_specification_writes_them(line: bytes) -> None:
+    with pytest.raises(BadRequest):
+        parse_v1(line)
+
+
+@pytest.mark.parametrize(
+    ("line", "client"),
+    [
+        (b"PROXY TCP4 192.0.2.1 192.0.2.2 0 65535", ("192.0.2.1", 0)),
+        (b"PROXY TCP6 2001:db8::1 2001:db8::2 65535 443", ("2001:db8::1", 65535)),
+    ],
+)
+def test_v1_limits_are_accepted(line: bytes, client: tuple[str, int]) -> None:
+    assert parse_v1(line) == client
