@@ -1,0 +1,45 @@
+"""An app that fails mid-stream behind a real nginx (``uwsgi_pass``): the client must see a
+broken response, never a short one passed off as complete.
+
+A uwsgi response has no framing of its own: it ends at the close. So a cut response must
+end in a TCP reset, which nginx reports as an upstream error and passes on by breaking its
+own (chunked) response to the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .test_nginx_uwsgi import CLIENT_TIMEOUT, Stack
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def tcp_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    started = Stack(tmp_path_factory.mktemp("uwsgi-fail"), "tcp")
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def test_app_failing_mid_stream_breaks_the_clients_response(tcp_stack: Stack) -> None:
+    received = b""
+    with (
+        pytest.raises(httpx.RemoteProtocolError),
+        httpx.stream("GET", f"{tcp_stack.url}/fail", timeout=CLIENT_TIMEOUT) as response,
+    ):
+        assert response.status_code == 200
+        for chunk in response.iter_raw():
+            received += chunk
+    assert received in (b"", b"first\n")
+
+
+def test_the_next_request_is_served(tcp_stack: Stack, tmp_path: Path) -> None:
+    response = httpx.get(f"{tcp_stack.url}/env", timeout=CLIENT_TIMEOUT)
+    assert response.status_code == 200
