@@ -408,3 +408,96 @@ def test_body_bytes_beyond_content_length_never_reach_the_app(serve: Any) -> Non
         server.address, packet(request_vars("POST", "/input", 5), b"12345EXTRA-BYTES")
     )
     assert result.data.endswith(repr((b"12345", b"", b"")).encode())
+
+
+# -- 5. more of what a web server in front does ------------------------------------------------
+
+
+@pytest.mark.parametrize("sent", ["half", "whole"])
+def test_a_proxy_header_then_silence_is_closed(serve: Any, sent: str) -> None:
+    app = Recorder()
+    server = serve(app, bind=[UWSGI], proxy_protocol="auto", **SHORT)
+    header = v1(b"PROXY TCP4 127.0.0.1 10.0.0.1 4000 80")
+    with socket.create_connection(server.address) as client:
+        client.sendall(header[:10] if sent == "half" else header)
+        data, _ = read_to_close(client)
+    assert data == b"" or status_of(data) == 408
+    assert app.calls == 0
+    settled(server)
+
+
+def test_http2_server_protocol_from_nginx_is_answered_in_http1(serve: Any) -> None:
+    """nginx passes `$server_protocol`, "HTTP/2.0" for an HTTP/2 client; the uwsgi answer is
+    still HTTP/1.x, which is all nginx reads from an upstream."""
+    server = serve(remote_app, bind=[UWSGI])
+    for protocol in ("HTTP/2.0", "HTTP/3.0", "HTTP/1.0"):
+        result = exchange(
+            server.address, packet(request_vars("GET", "/h2", SERVER_PROTOCOL=protocol))
+        )
+        assert result.data.startswith(b"HTTP/1.1 200 "), result.data
+        assert result.data.endswith(b"192.0.2.7 /h2")
+
+
+def short_generator(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+    start_response("200 OK", [("Content-Length", "10")])
+    yield b"12345"
+
+
+def test_a_generator_short_of_its_content_length_is_reset(serve: Any) -> None:
+    server = serve(short_generator, bind=[UWSGI])
+    with socket.create_connection(server.address) as client:
+        client.sendall(packet(request_vars("GET", "/")))
+        data, how = read_to_close(client)
+    assert how == "reset", data
+
+
+def test_head_of_a_failing_stream_over_uwsgi(parity: wsgiserve.BackgroundServer) -> None:
+    with socket.create_connection(parity.address) as client:
+        client.sendall(packet(request_vars("HEAD", "/raise")))
+        data, how = read_to_close(client)
+    assert b"first part" not in data
+    assert how in ("fin", "reset")
+
+
+def test_body_through_proxy_v2_and_uwsgi_in_random_pieces(serve: Any) -> None:
+    server = serve(parity_app, bind=[UWSGI], proxy_protocol="auto", uwsgi_allow_ips="*")
+    body = b"alpha\nbeta\n" * 100
+    data = v2("198.51.100.4", 5000, b"\x04\x00\x00") + packet(
+        request_vars("POST", "/input", len(body)), body
+    )
+    pieces = [data[at : at + 7] for at in range(0, len(data), 7)]
+    result = exchange(server.address, pieces, idle_timeout=5)
+    assert result.data.endswith(repr((b"alpha\n", body[6:], b"")).encode())
+
+
+def test_uwsgi_request_line_limit_applies_to_request_uri(serve: Any) -> None:
+    app = Recorder()
+    server = serve(app, bind=[UWSGI], limit_request_line=100)
+    result = exchange(server.address, packet(request_vars("GET", "/" + "a" * 200)))
+    assert status_of(result.data) == 414
+    assert app.calls == 0
+
+
+def test_too_many_header_vars_is_431(serve: Any) -> None:
+    app = Recorder()
+    server = serve(app, bind=[UWSGI], limit_request_fields=10)
+    variables = request_vars("GET", "/x")
+    variables.update({f"HTTP_X_{n}": "v" for n in range(20)})
+    result = exchange(server.address, packet(variables))
+    assert status_of(result.data) == 431
+    assert app.calls == 0
+
+
+def test_pipelined_requests_behind_a_proxy_header_in_one_packet(serve: Any) -> None:
+    """More requests than the connection parses ahead, in the same read as the header: the
+    input held back must reach the parser the header handed over to."""
+    server = serve(remote_app, proxy_protocol="v1")
+    requests = b"".join(b"GET /%d HTTP/1.1\r\nHost: t\r\n\r\n" % n for n in range(9))
+    last = b"GET /last HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    data = v1(b"PROXY TCP4 203.0.113.5 10.0.0.1 4000 80") + requests + last
+    result = exchange(server.address, data, idle_timeout=5)
+    responses = parse_responses(result.data, ("GET",) * 10)
+    assert [r.body for r in responses] == [
+        *(b"203.0.113.5 /%d" % n for n in range(9)),
+        b"203.0.113.5 /last",
+    ]
