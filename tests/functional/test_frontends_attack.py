@@ -127,7 +127,7 @@ def test_stalled_uwsgi_head_is_closed_after_the_header_timeout(serve: Any, cut: 
     with socket.create_connection(server.address) as client:
         client.sendall(packet(request_vars("GET", "/x"))[:cut])
         data, _ = read_to_close(client)
-    assert data == b"" or status_of(data) == 408
+    assert status_of(data) == 408
     assert app.calls == 0
     settled(server)
 
@@ -139,8 +139,8 @@ def test_stalled_uwsgi_upload_hits_the_body_timeout(serve: Any) -> None:
         client.sendall(packet(request_vars("POST", "/read", 100_000), b"a" * 1000))
         assert app.started.acquire(timeout=BOUND)
         data, _ = read_to_close(client)
-    # The app's read raised, so it never answered 200: the server did, or cut the line.
-    assert data == b"" or status_of(data) in (400, 408, 500)
+    # The app's read raised; the server answers for it.
+    assert status_of(data) == 408
     settled(server)
 
 
@@ -421,7 +421,9 @@ def test_a_proxy_header_then_silence_is_closed(serve: Any, sent: str) -> None:
     with socket.create_connection(server.address) as client:
         client.sendall(header[:10] if sent == "half" else header)
         data, _ = read_to_close(client)
-    assert data == b"" or status_of(data) == 408
+    # Half a header is half a request head: 408. A whole one and nothing after is a
+    # connection with no request yet: closed without a word, as over HTTP.
+    assert (status_of(data) if data else None) == (408 if sent == "half" else None)
     assert app.calls == 0
     settled(server)
 
