@@ -503,3 +503,36 @@ def test_pipelined_requests_behind_a_proxy_header_in_one_packet(serve: Any) -> N
         *(b"203.0.113.5 /%d" % n for n in range(9)),
         b"203.0.113.5 /last",
     ]
+
+
+@pytest.mark.parametrize("path", ["/", "/input"])
+def test_a_web_server_that_half_closes_after_its_request_gets_the_answer(
+    parity: wsgiserve.BackgroundServer, path: str
+) -> None:
+    body = b"one\ntwo\n" if path == "/input" else b""
+    method = "POST" if body else "GET"
+    result = exchange(
+        parity.address,
+        packet(request_vars(method, path, len(body) if body else None), body),
+        half_close=True,
+    )
+    assert result.closed
+    assert status_of(result.data) == 200
+
+
+def test_a_body_cut_by_the_web_servers_close_never_reaches_the_app_as_whole(
+    serve: Any,
+) -> None:
+    seen: list[bytes] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        seen.append(environ["wsgi.input"].read())
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    server = serve(app, bind=[UWSGI])
+    result = exchange(
+        server.address, packet(request_vars("POST", "/", 1000), b"a" * 10), half_close=True
+    )
+    assert seen == []  # the read raised
+    assert status_of(result.data) == 400
