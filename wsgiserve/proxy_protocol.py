@@ -30,6 +30,7 @@ V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 V2_HEADER = 16  # signature, version/command, family/transport, 16-bit length
 MAX_V2_LENGTH = 1024  # addresses (36 bytes at most) plus TLVs, which we skip
 _PORT = re.compile(rb"0|[1-9][0-9]{0,4}")
+_V2_NO_ADDRESS = (0x00, 0x31, 0x32)  # UNSPEC; AF_UNIX stream and datagram
 _V2_FAMILIES = {0x11: (4, 12), 0x12: (4, 12), 0x21: (16, 36), 0x22: (16, 36)}
 
 
@@ -70,16 +71,20 @@ def _v1_port(field: bytes) -> int:
 
 def parse_v2(header: bytes) -> tuple[str, int] | None:
     """The client (address, port) of a whole v2 header; None for a LOCAL command (a health
-    check of the balancer itself) or an address family we do not map. Raises `BadRequest`
-    for a header that is not version 2 or too short for its addresses."""
+    check of the balancer itself) or a family without an IP address (UNSPEC, unix).
+    Raises `BadRequest` for a header that is not version 2, names an unassigned family or
+    transport, or is too short for its addresses."""
     version_command, family = header[12], header[13]
     if version_command >> 4 != 2 or version_command & 0x0F > 1:
         raise BadRequest("malformed PROXY protocol v2 header")
     if version_command & 0x0F == 0:  # LOCAL
         return None
     shape = _V2_FAMILIES.get(family)
-    if shape is None:  # UNSPEC, unix sockets: nothing to say about the client's address
-        return None
+    if shape is None:
+        if family in _V2_NO_ADDRESS:  # UNSPEC, unix sockets: nothing about the client's IP
+            return None
+        # The specification: receivers must reject any other family/transport byte.
+        raise BadRequest("PROXY protocol v2 header with an unassigned address family")
     size, needed = shape
     body = header[V2_HEADER:]
     if len(body) < needed:

@@ -318,3 +318,20 @@ def test_v1_fields_are_read_as_the_specification_writes_them(line: bytes) -> Non
 )
 def test_v1_limits_are_accepted(line: bytes, client: tuple[str, int]) -> None:
     assert parse_v1(line) == client
+
+
+@pytest.mark.parametrize("family", [0x01, 0x10, 0x13, 0x23, 0x33, 0x41, 0xFF])
+def test_v2_unassigned_family_or_transport_is_refused(family: int) -> None:
+    """The specification: other values "must be rejected as invalid by receivers"."""
+    addresses = ipaddress.ip_address("192.0.2.1").packed * 2 + b"\x10\x00\x00\x50"
+    with pytest.raises(BadRequest):
+        parse_v2(v2(1, family, addresses))
+
+
+@pytest.mark.parametrize("family", [0x00, 0x31, 0x32])
+def test_v2_families_without_an_ip_client_keep_the_connections_address(family: int) -> None:
+    assert parse_v2(v2(1, family, b"\x00" * 216)) is None
+
+
+def test_v2_local_ignores_the_family() -> None:
+    assert parse_v2(v2(0, 0xFF, b"")) is None
