@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import hypothesis
+import hypothesis.strategies as st
 import pytest
 
 import wsgiserve
@@ -536,3 +538,61 @@ def test_a_body_cut_by_the_web_servers_close_never_reaches_the_app_as_whole(
     )
     assert seen == []  # the read raised
     assert status_of(result.data) == 400
+
+
+# -- 6. fuzzing a live uwsgi listener behind a PROXY preamble ---------------------------------
+
+FUZZ_KEYS = st.sampled_from(
+    ["REQUEST_METHOD", "REQUEST_URI", "PATH_INFO", "CONTENT_LENGTH", "HTTPS", "HTTP_HOST", "X"]
+)
+FUZZ_VALUES = st.sampled_from(["GET", "POST", "", "/", "/a", "3", "x", "on", "-1"])
+
+
+@st.composite
+def hostile_connections(draw: st.DrawFn) -> bytes:
+    header = draw(
+        st.sampled_from(
+            [b"", v1(b"PROXY TCP4 127.0.0.1 10.0.0.1 4000 80"), v2("127.0.0.1", 1), b"PROXY ?\r\n"]
+        )
+    )
+    pairs = draw(st.lists(st.tuples(FUZZ_KEYS, FUZZ_VALUES), max_size=8))
+    data = packet(pairs, draw(st.binary(max_size=8)), modifier1=draw(st.sampled_from([0, 30, 9])))
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(data)))
+        data = data[:at] + draw(st.binary(max_size=4)) + data[at + draw(st.integers(0, 3)) :]
+    return header + data
+
+
+@pytest.fixture(scope="module")
+def fuzzed() -> Iterator[tuple[wsgiserve.BackgroundServer, Recorder]]:
+    app = Recorder()
+    with wsgiserve.background_server(
+        app, bind=[UWSGI], proxy_protocol="auto", header_timeout=1.0, body_timeout=1.0
+    ) as running:
+        yield running, app
+
+
+@hypothesis.settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture],
+)
+@hypothesis.given(data=hostile_connections(), step=st.integers(1, 64))
+def test_hostile_uwsgi_connections_get_an_answer_or_a_close(
+    fuzzed: tuple[wsgiserve.BackgroundServer, Recorder], data: bytes, step: int
+) -> None:
+    server, app = fuzzed
+    calls = app.calls
+    pieces = [data[at : at + step] for at in range(0, len(data), step)]
+    result = exchange(server.address, pieces, half_close=True, idle_timeout=5)
+    assert result.closed, "the server must end every connection"
+    if result.data:
+        responses = parse_responses(result.data)
+        assert not responses.error, result.data[:300]
+        assert len(responses) == 1, result.data[:300]
+        status = responses[0].status
+        assert status == 200 or 400 <= status < 500, status
+        # The app ran exactly when the answer is the app's.
+        assert (app.calls - calls == 1) == (status == 200)
+    else:
+        assert app.calls == calls
