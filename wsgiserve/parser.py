@@ -30,6 +30,7 @@ from .errors import (
     HTTPError,
     NotImplementedCoding,
     PayloadTooLarge,
+    UnexpectedProxyHeader,
     URITooLong,
     UwsgiOnHttpListener,
 )
@@ -43,6 +44,10 @@ _VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
 _METHOD_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [\x21-\x7e]+ HTTP/[0-9]\.[0-9]\r\n")
 _END_OF_HEAD = b"\r\n\r\n"
 _CR_LF = (b"\r", b"\n")
+# How a PROXY protocol header starts (v1; the part of v2's signature after its first CRLF,
+# which llhttp skips as an empty line): recognised only to name the set-up mistake.
+_PROXY_V1 = b"PROXY "
+_PROXY_V2 = b"\x00\r\nQUIT\n"
 
 
 class RequestSink(Protocol):
@@ -422,6 +427,10 @@ class RequestParser:
                 http_error = NotImplementedCoding("unknown method")
                 self._method, _, rest = line.group().partition(b" ")  # for the access log
                 self._url = rest.rpartition(b" ")[0]
+            elif not self._method and (
+                (self._line or piece).startswith(_PROXY_V1) or _PROXY_V2 in piece[:16]
+            ):
+                http_error = UnexpectedProxyHeader("a PROXY protocol header was not expected")
             elif piece[:1] == b"\x00" and not self._method:
                 http_error = UwsgiOnHttpListener("a uwsgi packet on an HTTP listener")
         self._refuse(http_error, self._in_body)

@@ -28,6 +28,7 @@ from .errors import (
     HeaderFieldsTooLarge,
     HTTPError,
     PayloadTooLarge,
+    UnexpectedProxyHeader,
     URITooLong,
     UwsgiPeerForbidden,
 )
@@ -70,6 +71,9 @@ CGI_KEYS = frozenset(
 DROPPED_HTTP_KEYS = frozenset(
     {"HTTP_CONTENT_LENGTH", "HTTP_CONTENT_TYPE", "HTTP_TRANSFER_ENCODING", "HTTP_CONNECTION"}
 )
+# The first 4 bytes of a PROXY protocol v1 and v2 header (modifiers 80 and 13: no uwsgi
+# request), recognised only to name the set-up mistake.
+_PROXY_STARTS = (b"PROX", b"\r\n\r\n")
 _METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _DIGITS = re.compile(r"[0-9]{1,18}\Z")
 
@@ -231,6 +235,9 @@ class UwsgiParser:
         buffer = self._buffer = self._buffer + data if self._buffer else data
         self.in_head = True
         if len(buffer) < HEADER_SIZE:
+            return b""
+        if buffer.startswith(_PROXY_STARTS):
+            self._refuse(UnexpectedProxyHeader("a PROXY protocol header was not expected"))
             return b""
         modifier1 = buffer[0]
         size = buffer[1] | buffer[2] << 8

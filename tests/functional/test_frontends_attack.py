@@ -10,6 +10,7 @@ ran for a refused request, that every pool slot and every iterable's `close()` c
 
 from __future__ import annotations
 
+import logging
 import socket
 import struct
 import threading
@@ -596,3 +597,53 @@ def test_hostile_uwsgi_connections_get_an_answer_or_a_close(
         assert (app.calls - calls == 1) == (status == 200)
     else:
         assert app.calls == calls
+
+
+# -- 7. a balancer and a server that disagree about the PROXY header ----------------------------
+
+V1_LINE = b"PROXY TCP4 203.0.113.9 10.0.0.1 4000 80\r\n"
+V2_HEADER = (
+    V2_SIGNATURE
+    + b"\x21\x11\x00\x0c"
+    + socket.inet_aton("203.0.113.9")
+    + socket.inet_aton("10.0.0.1")
+    + b"\x0f\xa0\x00\x50"
+)
+
+
+@pytest.mark.parametrize(
+    ("listener", "mode", "header", "named"),
+    [
+        ("http", "off", V1_LINE, "--proxy-protocol"),
+        ("http", "off", V2_HEADER, "--proxy-protocol"),
+        ("uwsgi", "off", V1_LINE, "--proxy-protocol"),
+        ("uwsgi", "off", V2_HEADER, "--proxy-protocol"),
+        ("http", "v2", V1_LINE, "--proxy-protocol auto"),
+        ("uwsgi", "v1", V2_HEADER, "--proxy-protocol auto"),
+    ],
+)
+def test_a_proxy_header_the_server_does_not_expect_is_named_in_the_log(
+    serve: Any,
+    caplog: pytest.LogCaptureFixture,
+    listener: str,
+    mode: str,
+    header: bytes,
+    named: str,
+) -> None:
+    """HAProxy's `send-proxy` turned on before the server's flag (or v1 against v2) is a set-up
+    mistake: the 400 is logged with the setting that fixes it, not as a malformed request."""
+    app = Recorder()
+    bind = [UWSGI] if listener == "uwsgi" else ["127.0.0.1:0"]
+    server = serve(app, bind=bind, proxy_protocol=mode)
+    request = (
+        packet(request_vars("GET", "/x"))
+        if listener == "uwsgi"
+        else b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n"
+    )
+    with caplog.at_level(logging.WARNING, logger="wsgiserve.error"):
+        for pieces in ([header + request], [header[:3], header[3:] + request]):
+            result = exchange(server.address, pieces)
+            assert status_of(result.data) == 400
+    assert app.calls == 0
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("PROXY protocol" in m and named in m for m in messages), messages
