@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from tests.support.sink import Sink
 from tests.support.uwsgi_client import packet, request_vars
 from wsgiserve.environ import Environ, connection_environ, server_environ
-from wsgiserve.errors import BadRequest, HTTPError
+from wsgiserve.errors import BadRequest, HTTPError, UnexpectedProxyHeader
 from wsgiserve.parser import Parser, RequestSink
 from wsgiserve.proxy import TrustedProxies
 from wsgiserve.proxy_protocol import V2_SIGNATURE, ProxyPreamble, parse_v1, parse_v2
@@ -335,3 +335,26 @@ def test_v2_families_without_an_ip_client_keep_the_connections_address(family: i
 
 def test_v2_local_ignores_the_family() -> None:
     assert parse_v2(v2(0, 0xFF, b"")) is None
+
+
+V1_LINE = b"PROXY TCP4 203.0.113.9 10.0.0.1 4000 80\r\n"
+V2_TCP4 = v2(1, 0x11, ipaddress.ip_address("192.0.2.1").packed * 2 + b"\x10\x00\x00\x50")
+
+
+@pytest.mark.parametrize("inner", ["uwsgi", "http"])
+@pytest.mark.parametrize("header", [V1_LINE, V2_TCP4], ids=["v1", "v2"])
+@pytest.mark.parametrize("at", [0, 1, 3, 5, 9])
+def test_an_unexpected_proxy_header_is_refused_by_name(inner: str, header: bytes, at: int) -> None:
+    make = uwsgi if inner == "uwsgi" else http
+    request = (
+        packet(request_vars("GET", "/x"))
+        if inner == "uwsgi"
+        else b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+    )
+    data = header + request
+    conn = Connection(lambda sink: make(sink, BASE))
+    conn.feed([data[:at], data[at:]] if at else [data])
+    [(error, _)] = conn.refused
+    assert isinstance(error, UnexpectedProxyHeader)
+    assert "--proxy-protocol" in error.hint
+    assert not conn.heads
