@@ -32,6 +32,7 @@ from .errors import (
     URITooLong,
     UwsgiPeerForbidden,
 )
+from .proxy import mount, mount_prefix
 
 if TYPE_CHECKING:
     from .parser import RequestSink
@@ -143,12 +144,15 @@ def vars_environ(base: Environ, pairs: list[tuple[str, str]], settings: Settings
         raise URITooLong("request line too long")
     environ["RAW_URI"] = uri
     # A mount point the web server names (`uwsgi_param SCRIPT_NAME /app;`, or Apache's
-    # ProxyPass path) is taken off PATH_INFO, as uWSGI does with modifier1 30.
-    script = environ.get("SCRIPT_NAME", "").rstrip("/")
-    environ["SCRIPT_NAME"] = script
-    if script and (path == script or path.startswith(script + "/")):
-        path = path[len(script) :]
+    # ProxyPass path) is taken off PATH_INFO, as uWSGI does with modifier1 30, by the same
+    # rule as --root-path; one that is no absolute path is not believed (the root stays).
     environ["PATH_INFO"] = path
+    prefix = mount_prefix(environ["SCRIPT_NAME"]) if environ.get("SCRIPT_NAME") else ""
+    if prefix is None:
+        prefix = base.get("SCRIPT_NAME", "")
+    environ["SCRIPT_NAME"] = ""
+    if prefix:
+        mount(environ, prefix)
     environ.setdefault("SERVER_PROTOCOL", "HTTP/1.1")
     if environ.get("HTTPS", "").lower() in ("on", "1") or environ.get("REQUEST_SCHEME") == "https":
         environ["wsgi.url_scheme"] = "https"

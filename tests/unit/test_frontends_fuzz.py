@@ -176,6 +176,7 @@ def test_vars_environ_refuses_or_builds_a_pep3333_environ(pairs: list[tuple[str,
     assert length is None or length.isdigit()
     assert isinstance(environ["PATH_INFO"], str)
     assert not environ["SCRIPT_NAME"].endswith("/")
+    assert environ["SCRIPT_NAME"] == "" or environ["SCRIPT_NAME"].startswith("/")  # PEP 3333
 
 
 # -- PROXY headers ---------------------------------------------------------------------------
@@ -358,3 +359,22 @@ def test_an_unexpected_proxy_header_is_refused_by_name(inner: str, header: bytes
     assert isinstance(error, UnexpectedProxyHeader)
     assert "--proxy-protocol" in error.hint
     assert not conn.heads
+
+
+@pytest.mark.parametrize(
+    ("script_name", "expected"),
+    [
+        ("/app", ("/app", "/x")),
+        ("/app/", ("/app", "/x")),
+        ("/", ("", "/app/x")),
+        ("app", ("", "/app/x")),  # not a path: not believed (PEP 3333 wants a leading /)
+        ("/a/../app", ("", "/app/x")),  # dot segments: not believed
+        ("/ap%70", ("/app", "/x")),  # percent-encoded, as a proxy may send it
+    ],
+)
+def test_a_web_servers_script_name_mounts_the_app_as_root_path_does(
+    script_name: str, expected: tuple[str, str]
+) -> None:
+    pairs = [*request_vars("GET", "/app/x").items(), ("SCRIPT_NAME", script_name)]
+    environ = vars_environ(BASE, pairs, SETTINGS)
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == expected
