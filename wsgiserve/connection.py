@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import logging
+import socket
+import struct
 from typing import Any
 
 from .body import EMPTY_BODY, RequestBody
@@ -70,6 +73,8 @@ OPEN, CLOSING, CLOSED = Closing.OPEN, Closing.CLOSING, Closing.CLOSED
 _BODY_STATES = (BODY, DRAINING)
 # What the app's `wsgi.input` raises for an error found in a body it is reading.
 _BODY_FAILURES: dict[int, type[BodyFramingError]] = {413: BodyTooLarge, 431: TrailerTooLarge}
+# SO_LINGER on, 0 seconds: closing the socket sends a TCP reset, not a FIN.
+_LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 class HttpConnection(asyncio.Protocol):
@@ -626,6 +631,7 @@ class HttpConnection(asyncio.Protocol):
         transport = self.transport
         self.closing = CLOSED
         if transport is not None:
+            _reset_on_close(transport)
             transport.abort()
 
     # -- timers and shutdown -------------------------------------------------------------------
@@ -732,3 +738,15 @@ class HttpConnection(asyncio.Protocol):
             return False
         self._close()
         return True
+
+
+def _reset_on_close(transport: asyncio.BaseTransport) -> None:
+    """Make the transport's close a TCP reset. A plain close is a FIN, which a peer that
+    frames the response by the close (every uwsgi web server, an HTTP/1.0 client) takes
+    for a complete response: an abort must read as an error. On a unix socket there is no
+    reset to send; the peer sees an end only."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError):  # already closed by the peer: nothing to tell it
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)

@@ -74,6 +74,16 @@ class UwsgiOnHttpListener(BadRequest):
     )
 
 
+class UnexpectedProxyHeader(BadRequest):
+    """A PROXY protocol header where the listener reads none (or only the other version)."""
+
+    hint = (
+        "a PROXY protocol header arrived from %s, but --proxy-protocol is off or names the "
+        "other version. Start with --proxy-protocol auto (the balancer's address in "
+        "--proxy-allow-from), or stop the balancer sending it (HAProxy: send-proxy)"
+    )
+
+
 class PayloadTooLarge(HTTPError):
     status = 413
 

@@ -30,6 +30,7 @@ from .errors import (
     HTTPError,
     NotImplementedCoding,
     PayloadTooLarge,
+    UnexpectedProxyHeader,
     URITooLong,
     UwsgiOnHttpListener,
 )
@@ -43,6 +44,9 @@ _VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
 _METHOD_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [\x21-\x7e]+ HTTP/[0-9]\.[0-9]\r\n")
 _END_OF_HEAD = b"\r\n\r\n"
 _CR_LF = (b"\r", b"\n")
+# How a PROXY protocol header starts: recognised only to name the set-up mistake.
+_PROXY_V1 = b"PROX"  # llhttp fails at the X: no method starts so
+_PROXY_V2 = b"\x00\r\nQUIT\n"  # v2's signature after the CRLFs llhttp skips as empty lines
 
 
 class RequestSink(Protocol):
@@ -90,6 +94,14 @@ class Parser(Protocol):
 
     def partial_environ(self) -> Environ:
         """What is known of a request refused before its environ was complete."""
+
+
+def _proxy_header_start(data: bytes) -> bool:
+    """Whether the bytes llhttp failed on (cut anywhere) are the start of a PROXY header."""
+    if data.startswith(_PROXY_V1) or _PROXY_V2 in data[:16]:
+        return True
+    # Empty lines, then a NUL: no HTTP request and no uwsgi packet starts so; v2 does.
+    return data[:1] in _CR_LF and data.lstrip(b"\r\n")[:1] == b"\x00"
 
 
 class _Stop(Exception):
@@ -422,6 +434,15 @@ class RequestParser:
                 http_error = NotImplementedCoding("unknown method")
                 self._method, _, rest = line.group().partition(b" ")  # for the access log
                 self._url = rest.rpartition(b" ")[0]
+            elif (
+                not self._method
+                and (
+                    _proxy_header_start(self._line or piece)
+                    # A NUL after empty lines (fed apart: `feed` cuts after each CRLFCRLF): v2.
+                    or (piece[:1] == b"\x00" and self._head_bytes > len(piece))
+                )
+            ):
+                http_error = UnexpectedProxyHeader("a PROXY protocol header was not expected")
             elif piece[:1] == b"\x00" and not self._method:
                 http_error = UwsgiOnHttpListener("a uwsgi packet on an HTTP listener")
         self._refuse(http_error, self._in_body)

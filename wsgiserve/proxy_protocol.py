@@ -13,6 +13,7 @@ bytes plus at most `MAX_V2_LENGTH`).
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,8 @@ V1_MAX = 107  # bytes, CRLF included (the specification's limit)
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 V2_HEADER = 16  # signature, version/command, family/transport, 16-bit length
 MAX_V2_LENGTH = 1024  # addresses (36 bytes at most) plus TLVs, which we skip
+_PORT = re.compile(rb"0|[1-9][0-9]{0,4}")
+_V2_NO_ADDRESS = (0x00, 0x31, 0x32)  # UNSPEC; AF_UNIX stream and datagram
 _V2_FAMILIES = {0x11: (4, 12), 0x12: (4, 12), 0x21: (16, 36), 0x22: (16, 36)}
 
 
@@ -39,30 +42,49 @@ def parse_v1(line: bytes) -> tuple[str, int] | None:
         return None
     if len(parts) != 6 or parts[1] not in (b"TCP4", b"TCP6"):
         raise BadRequest("malformed PROXY protocol v1 line")
+    version = 4 if parts[1] == b"TCP4" else 6
+    source = _v1_address(parts[2], version)
+    _v1_address(parts[3], version)  # the destination is checked, never used
+    port = _v1_port(parts[4])
+    _v1_port(parts[5])
+    return str(source), port
+
+
+def _v1_address(field: bytes, version: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    # Only the plain forms the specification writes: no IPv6 scope id (it would end up in
+    # REMOTE_ADDR), and the family the line names.
     try:
-        source = ipaddress.ip_address(parts[2].decode("ascii"))
-        ipaddress.ip_address(parts[3].decode("ascii"))
-        port = int(parts[4])
-        int(parts[5])
+        address = ipaddress.ip_address(field.decode("ascii"))
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("malformed PROXY protocol v1 line") from None
-    if source.version != (4 if parts[1] == b"TCP4" else 6) or not 0 <= port <= 65535:
+    if address.version != version or b"%" in field:
         raise BadRequest("malformed PROXY protocol v1 line")
-    return str(source), port
+    return address
+
+
+def _v1_port(field: bytes) -> int:
+    # Decimal digits, no leading zero, 0-65535; int() alone would take "+80", "1_0", " 80".
+    if not _PORT.fullmatch(field) or int(field) > 65535:
+        raise BadRequest("malformed PROXY protocol v1 line")
+    return int(field)
 
 
 def parse_v2(header: bytes) -> tuple[str, int] | None:
     """The client (address, port) of a whole v2 header; None for a LOCAL command (a health
-    check of the balancer itself) or an address family we do not map. Raises `BadRequest`
-    for a header that is not version 2 or too short for its addresses."""
+    check of the balancer itself) or a family without an IP address (UNSPEC, unix).
+    Raises `BadRequest` for a header that is not version 2, names an unassigned family or
+    transport, or is too short for its addresses."""
     version_command, family = header[12], header[13]
     if version_command >> 4 != 2 or version_command & 0x0F > 1:
         raise BadRequest("malformed PROXY protocol v2 header")
     if version_command & 0x0F == 0:  # LOCAL
         return None
     shape = _V2_FAMILIES.get(family)
-    if shape is None:  # UNSPEC, unix sockets: nothing to say about the client's address
-        return None
+    if shape is None:
+        if family in _V2_NO_ADDRESS:  # UNSPEC, unix sockets: nothing about the client's IP
+            return None
+        # The specification: receivers must reject any other family/transport byte.
+        raise BadRequest("PROXY protocol v2 header with an unassigned address family")
     size, needed = shape
     body = header[V2_HEADER:]
     if len(body) < needed:

@@ -28,9 +28,11 @@ from .errors import (
     HeaderFieldsTooLarge,
     HTTPError,
     PayloadTooLarge,
+    UnexpectedProxyHeader,
     URITooLong,
     UwsgiPeerForbidden,
 )
+from .proxy import mount, mount_prefix
 
 if TYPE_CHECKING:
     from .parser import RequestSink
@@ -70,6 +72,9 @@ CGI_KEYS = frozenset(
 DROPPED_HTTP_KEYS = frozenset(
     {"HTTP_CONTENT_LENGTH", "HTTP_CONTENT_TYPE", "HTTP_TRANSFER_ENCODING", "HTTP_CONNECTION"}
 )
+# The first 4 bytes of a PROXY protocol v1 and v2 header (modifiers 80 and 13: no uwsgi
+# request), recognised only to name the set-up mistake.
+_PROXY_STARTS = (b"PROX", b"\r\n\r\n")
 _METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _DIGITS = re.compile(r"[0-9]{1,18}\Z")
 
@@ -139,12 +144,15 @@ def vars_environ(base: Environ, pairs: list[tuple[str, str]], settings: Settings
         raise URITooLong("request line too long")
     environ["RAW_URI"] = uri
     # A mount point the web server names (`uwsgi_param SCRIPT_NAME /app;`, or Apache's
-    # ProxyPass path) is taken off PATH_INFO, as uWSGI does with modifier1 30.
-    script = environ.get("SCRIPT_NAME", "").rstrip("/")
-    environ["SCRIPT_NAME"] = script
-    if script and (path == script or path.startswith(script + "/")):
-        path = path[len(script) :]
+    # ProxyPass path) is taken off PATH_INFO, as uWSGI does with modifier1 30, by the same
+    # rule as --root-path; one that is no absolute path is not believed (the root stays).
     environ["PATH_INFO"] = path
+    prefix = mount_prefix(environ["SCRIPT_NAME"]) if environ.get("SCRIPT_NAME") else ""
+    if prefix is None:
+        prefix = base.get("SCRIPT_NAME", "")
+    environ["SCRIPT_NAME"] = ""
+    if prefix:
+        mount(environ, prefix)
     environ.setdefault("SERVER_PROTOCOL", "HTTP/1.1")
     if environ.get("HTTPS", "").lower() in ("on", "1") or environ.get("REQUEST_SCHEME") == "https":
         environ["wsgi.url_scheme"] = "https"
@@ -231,6 +239,9 @@ class UwsgiParser:
         buffer = self._buffer = self._buffer + data if self._buffer else data
         self.in_head = True
         if len(buffer) < HEADER_SIZE:
+            return b""
+        if buffer.startswith(_PROXY_STARTS):
+            self._refuse(UnexpectedProxyHeader("a PROXY protocol header was not expected"))
             return b""
         modifier1 = buffer[0]
         size = buffer[1] | buffer[2] << 8

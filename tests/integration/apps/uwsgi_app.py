@@ -52,6 +52,11 @@ def _stream(marker: str) -> Iterator[bytes]:
     yield b"second\n"
 
 
+def _fail() -> Iterator[bytes]:
+    yield b"first\n"
+    raise RuntimeError("the app failed mid-stream (on purpose)")
+
+
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
     path = environ["PATH_INFO"]
     query = parse_qs(environ.get("QUERY_STRING", ""))
@@ -65,6 +70,9 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
     if path == "/stream":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return _stream(query["marker"][0])
+    if path == "/fail":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return _fail()
     report: dict[str, Any] = {key: environ.get(key) for key in SHOWN}
     report["uwsgi_keys"] = [key for key in environ if key.startswith("UWSGI")]
     if environ.get("CONTENT_TYPE") == "application/x-www-form-urlencoded":
