@@ -79,7 +79,7 @@ _METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _DIGITS = re.compile(r"[0-9]{1,18}\Z")
 
 
-def parse_vars(block: bytes) -> list[tuple[str, str]]:
+def parse_vars(block: bytes | bytearray) -> list[tuple[str, str]]:
     """The key/value pairs of a vars block, in order; raises `BadRequest` when a length
     runs past the block."""
     pairs: list[tuple[str, str]] = []
@@ -199,7 +199,7 @@ class UwsgiParser:
         self._environ_base = environ_base
         self._allowed = allowed
         self._head_limit = head_limit
-        self._buffer = b""
+        self._buffer: bytearray | None = None  # a head arriving in pieces
         self._body_left = -1  # -1 until the vars are read
         self._environ: Environ | None = None
         self.head_method = False
@@ -236,9 +236,19 @@ class UwsgiParser:
         if not self._allowed:
             self._refuse(UwsgiPeerForbidden("uwsgi peer not in --uwsgi-allow-ips"))
             return b""
-        buffer = self._buffer = self._buffer + data if self._buffer else data
+        # The first read usually holds the whole packet: no copy. Pieces of a head that
+        # arrives in bits gather in one bytearray, so a client sending a byte at a time
+        # costs a copy of each byte once, not of the whole head each time.
+        held = self._buffer
+        buffer: bytes | bytearray
+        if held is not None:
+            held += data
+            buffer = held
+        else:
+            buffer = data
         self.in_head = True
         if len(buffer) < HEADER_SIZE:
+            self._hold(buffer)
             return b""
         if buffer.startswith(_PROXY_STARTS):
             self._refuse(UnexpectedProxyHeader("a PROXY protocol header was not expected"))
@@ -253,8 +263,9 @@ class UwsgiParser:
             return b""
         end = HEADER_SIZE + size
         if len(buffer) < end:
+            self._hold(buffer)
             return b""
-        self._buffer = b""
+        self._buffer = None
         self.in_head = False
         try:
             environ = vars_environ(
@@ -276,7 +287,11 @@ class UwsgiParser:
         self._sink.on_head(environ, "1.0", False, length, False, False)
         if not length and not self.stopped:
             self._end()
-        return buffer[end:]
+        return bytes(buffer[end:])
+
+    def _hold(self, buffer: bytes | bytearray) -> None:
+        if self._buffer is None:
+            self._buffer = bytearray(buffer)
 
     def _end(self) -> None:
         self.stopped = True
