@@ -206,8 +206,8 @@ class RequestParser:
     def feed(self, data: bytes) -> bytes:
         """Parse `data`; return what was left unparsed because `pause_after_head` was set
         (feed it again later), or b""."""
-        end = data.find(_END_OF_HEAD) + 4
-        if (end == len(data) or end == 3) and self._raw_remaining < 0 and not self.stopped:
+        end = self._head_end(data)
+        if (end < 0 or end == len(data)) and self._raw_remaining < 0 and not self.stopped:
             self._feed(data)  # the usual read: at most one head in it
             return b""
         while data and not self.stopped:
@@ -217,8 +217,8 @@ class RequestParser:
             # One piece per request head: llhttp keeps its state across pieces, so where
             # we cut never changes the parse; cutting after each CRLFCRLF only means that
             # no piece completes more than one head.
-            end = data.find(_END_OF_HEAD) + 4
-            if 4 <= end < len(data):
+            end = self._head_end(data)
+            if 0 < end < len(data):
                 piece, data = data[:end], data[end:]
             else:
                 piece, data = data, b""
@@ -226,6 +226,16 @@ class RequestParser:
             if data and self.pause_after_head and not self._in_body and not self.in_head:
                 return data
         return b""
+
+    def _head_end(self, data: bytes) -> int:
+        """Where the first CRLFCRLF in `data` ends, or -1. The rest of a Content-Length
+        body cannot hold a head's end, so its bytes are not searched (a 64 KiB upload
+        was scanned whole, three times, for each read)."""
+        start = self._body_left if self._in_body and self._length is not None else 0
+        if start >= len(data):
+            return -1
+        found = data.find(_END_OF_HEAD, start)
+        return found + 4 if found >= 0 else -1
 
     def _feed(self, piece: bytes) -> None:
         if self._in_body:
