@@ -668,7 +668,7 @@ class HttpConnection(asyncio.Protocol):
         elif action is Action.ABORT_FLUSH:
             self._abort()  # the client never took the end of its response
         elif action is Action.ABORT_STALLED_WRITE:
-            log.info(
+            self.context.note(
                 "client stopped reading for %gs (--write-timeout): dropping it",
                 settings.write_timeout,
             )
@@ -678,14 +678,14 @@ class HttpConnection(asyncio.Protocol):
             stamps.write_window_since = self.context.clock.now
             stamps.write_sent_at_window = stamps.write_sent
         elif action is Action.ABORT_SLOW_READER:
-            log.info(
+            self.context.note(
                 "client takes its response slower than %g bytes/s "
                 "(--min-download-rate): dropping it",
                 settings.min_download_rate,
             )
             self._abort()
         elif action is Action.HEAD_TIMEOUT:
-            log.info(
+            self.context.note(
                 "request head not complete after %gs (--header-timeout)", settings.header_timeout
             )
             self._refuse(RequestTimeout("the request head did not arrive in time"))
@@ -698,9 +698,11 @@ class HttpConnection(asyncio.Protocol):
     def _body_timed_out(self, action: Action) -> None:
         settings = self.context.settings
         if action is Action.BODY_TIMEOUT:
-            log.info("request body stalled for %gs (--body-timeout)", settings.body_timeout)
+            self.context.note(
+                "request body stalled for %gs (--body-timeout)", settings.body_timeout
+            )
         else:
-            log.info(
+            self.context.note(
                 "request body arriving slower than %g bytes/s (--min-upload-rate)",
                 settings.min_upload_rate,
             )

@@ -37,6 +37,7 @@ class ConnectionContext:
         make_parser: the parser of the listener's protocol, for a connection (the sink)
             and its environ template (the connection's addresses).
         warn: log a warning about the set-up (%-format, arguments), once a minute at most.
+        note: the same at INFO, for what clients do (timeouts).
     """
 
     settings: Settings
@@ -54,6 +55,7 @@ class ConnectionContext:
     body_preread: int
     make_parser: Callable[[RequestSink, Environ], Parser]
     warn: Callable[..., None]
+    note: Callable[..., None]
 
 
 def limits_from(settings: Settings) -> Limits:

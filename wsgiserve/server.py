@@ -33,7 +33,7 @@ from .proxy import TrustedProxies, mount_prefix
 from .proxy_protocol import ProxyPreamble
 from .response import FileWrapper
 from .settings import Settings
-from .throttle import RepeatedWarning
+from .throttle import RepeatedLine
 from .uwsgi import UwsgiParser
 
 log = logging.getLogger("wsgiserve.error")
@@ -91,12 +91,12 @@ class Server:
         self.accepting = False
         self._resuming = False
         self.max_connections = settings.max_connections or default_max_connections()
-        self._at_limit = RepeatedWarning(
+        self._at_limit = RepeatedLine(
             log,
             "%d connections (--max-connections): not accepting more for now",
             LIMIT_LOG_INTERVAL,
         )
-        self._warnings: dict[str, RepeatedWarning] = {}
+        self._warnings: dict[str, RepeatedLine] = {}
         # A worker of several: the shared connection counts and its slot (see balance.py).
         self.share: tuple[SharedCounts, int] | None = None
         self._over_share = False  # stopped accepting to leave new connections to siblings
@@ -132,6 +132,7 @@ class Server:
             budget=ResponseBudget(self.settings.response_budget),
             make_parser=self._with_preamble(self._http_parser),
             warn=self.warn,
+            note=self.note,
         )
         self._tick()
         self.listeners = listeners
@@ -188,10 +189,18 @@ class Server:
 
     def warn(self, message: str, *args: object) -> None:
         """A warning about the set-up that clients may trigger often: once a minute, counted."""
-        warning = self._warnings.get(message)
-        if warning is None:
-            warning = self._warnings[message] = RepeatedWarning(log, message, LIMIT_LOG_INTERVAL)
-        warning.hit(*args)
+        self._repeated(message, logging.WARNING).hit(*args)
+
+    def note(self, message: str, *args: object) -> None:
+        """An INFO line about a client (a timeout): a flood of clients makes it once a minute,
+        counted, not once each."""
+        self._repeated(message, logging.INFO).hit(*args)
+
+    def _repeated(self, message: str, level: int) -> RepeatedLine:
+        line = self._warnings.get(message)
+        if line is None:
+            line = self._warnings[message] = RepeatedLine(log, message, LIMIT_LOG_INTERVAL, level)
+        return line
 
     def connection_opened(self, connection: HttpConnection) -> None:
         self.connections.add(connection)

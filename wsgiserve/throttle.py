@@ -1,4 +1,4 @@
-"""A warning for a condition that may repeat many times a second: logged once per interval,
+"""A log line for a condition that may repeat many times a second: logged once per interval,
 with how many times it happened since the last line."""
 
 from __future__ import annotations
@@ -7,14 +7,21 @@ import logging
 import time
 
 
-class RepeatedWarning:
+class RepeatedLine:
     """Loop thread only. `hit()` each time the condition happens."""
 
-    __slots__ = ("_count", "_interval", "_logged", "_logger", "_message")
+    __slots__ = ("_count", "_interval", "_level", "_logged", "_logger", "_message")
 
-    def __init__(self, logger: logging.Logger, message: str, interval: float = 60.0) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        message: str,
+        interval: float = 60.0,
+        level: int = logging.WARNING,
+    ) -> None:
         """`message` is a %-format that `hit`'s arguments fill; `interval` is in seconds."""
         self._logger = logger
+        self._level = level
         self._message = message + " (%d time(s) since the last such line)"
         self._interval = interval
         self._logged = -interval
@@ -26,7 +33,7 @@ class RepeatedWarning:
         now = time.monotonic()
         if now - self._logged < self._interval:
             return False
-        self._logger.warning(self._message, *args, self._count)
+        self._logger.log(self._level, self._message, *args, self._count)
         self._logged = now
         self._count = 0
         return True

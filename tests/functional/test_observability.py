@@ -106,3 +106,34 @@ def test_a_full_thread_queue_is_logged_once_with_a_count(caplog: pytest.LogCaptu
     lines = queue_full_lines()
     assert len(lines) == 1, lines  # once, not once per paused connection
     assert "--threads" in lines[0]
+
+
+def test_a_timeout_that_many_clients_hit_is_one_line_with_a_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A slowloris flood: every connection times out the same way; the log says it once.
+    import socket
+
+    from tests.support.polling import eventually
+
+    caplog.set_level(logging.INFO, logger="wsgiserve.error")
+    sockets: list[socket.socket] = []
+    with wsgiserve.background_server(id_app, threads=2, header_timeout=1) as server:
+        try:
+            for _ in range(20):
+                sock = socket.create_connection(server.address, timeout=10)
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")  # and never the end of the head
+                sockets.append(sock)
+            answers = [sock.recv(4096) for sock in sockets]  # each gets its 408, then EOF
+        finally:
+            for sock in sockets:
+                sock.close()
+
+    def timeout_lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "--header-timeout" in r.getMessage()]
+
+    assert all(answer.startswith(b"HTTP/1.1 408 ") for answer in answers)
+    assert eventually(timeout_lines, 5)
+    lines = timeout_lines()
+    assert len(lines) == 1, lines  # not one line per client
+    assert "1 time(s)" in lines[0]
