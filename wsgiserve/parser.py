@@ -104,6 +104,13 @@ def _proxy_header_start(data: bytes) -> bool:
     return data[:1] in _CR_LF and data.lstrip(b"\r\n")[:1] == b"\x00"
 
 
+class _NoCallbacks:
+    """The protocol of `_SPENT`, the llhttp parser a stopped `RequestParser` holds."""
+
+
+_SPENT = httptools.HttpRequestParser(_NoCallbacks())
+
+
 class _Stop(Exception):
     """Raised in a parser callback to stop parsing; the reason is in `_error`."""
 
@@ -202,6 +209,9 @@ class RequestParser:
     def stop(self) -> None:
         """Parse nothing more: what arrives from now on is dropped."""
         self.stopped = True
+        # llhttp's parser holds our bound callbacks: drop it to break the cycle (safe even
+        # from one of its callbacks, whose call keeps it alive until it returns).
+        self._parser = _SPENT
 
     def feed(self, data: bytes) -> bytes:
         """Parse `data`; return what was left unparsed because `pause_after_head` was set
