@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 from . import accesslog, config, gunicorn_settings, logs, tls
 from .accesslog import escape
-from .appload import drop_privileges, identity, load_app, prepare_process
+from .appload import check_identity, drop_privileges, load_app, prepare_process
 from .control import bind_control, control_path, query_status
 from .errors import StartupError
 from .listeners import parse_bind
@@ -374,8 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if resolved.actions.get("check_config"):
             for spec in settings.bind:  # a bind that cannot work fails the check too
                 parse_bind(spec)
-            if settings.user or settings.group:
-                identity(settings.user, settings.group)
+            if settings.user or settings.group or settings.initgroups:
+                check_identity(settings.user, settings.group, settings.initgroups)
             if pidfile is not None:
                 pidfile.check()
             loader()
@@ -392,6 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings.group,
             [item.url[5:] for item in listeners if item.url.startswith("unix:")]
             + ([pidfile.path, control_path(pidfile.path)] if pidfile is not None else []),
+            initgroups=settings.initgroups,
         )
     except StartupError as error:
         if pidfile is not None:

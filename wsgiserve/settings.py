@@ -553,6 +553,13 @@ class Settings:
         help="Run as this group (name or gid) once the sockets are bound; needs root.",
         section="process",
     )
+    initgroups: bool = _setting(
+        False,
+        "--initgroups",
+        help="With --user: the workers also get every group the user is a member of in the "
+        "group database (initgroups(3)); without it they have no supplementary groups.",
+        section="process",
+    )
     factory: bool = _setting(
         False,
         "--factory",
