@@ -67,8 +67,10 @@ def test_a_slow_request_is_reported_once_with_its_stack(caplog: pytest.LogCaptur
     assert "deliberately_slow_handler" in text
 
 
-def test_a_full_thread_queue_is_logged_once_with_a_count(caplog: pytest.LogCaptureFixture) -> None:
-    # One thread, held; its queue takes MAX_WAITING more; the connections past that are paused.
+def test_a_crowded_thread_queue_is_logged_once_with_a_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # One thread, held; past MAX_WAITING requests waiting for it, the log says so.
     release = threading.Event()
 
     def held_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -100,9 +102,9 @@ def test_a_full_thread_queue_is_logged_once_with_a_count(caplog: pytest.LogCaptu
             release.set()
             for sock in sockets:
                 sock.close()
-    assert answered == len(sockets)  # paused, never refused
+    assert answered == len(sockets)  # queued, never refused
     lines = queue_full_lines()
-    assert len(lines) == 1, lines  # once, not once per paused connection
+    assert len(lines) == 1, lines  # once, not once per waiting request
     assert "--threads" in lines[0]
 
 
