@@ -132,6 +132,7 @@ class RequestParser:
         "_gap",
         "_head_bytes",
         "_head_limit",
+        "_head_tail",
         "_in_body",
         "_in_trailers",
         "_length",
@@ -185,6 +186,7 @@ class RequestParser:
         self._in_body = False
         self._in_trailers = False
         self._head_bytes = 0
+        self._head_tail = b""  # the last bytes of a head cut between reads (see _head_end)
         self._field_count = 0
         self._body_received = 0
         self._gap = 0  # body-phase bytes since the last parser event (chunk lines, trailers)
@@ -241,6 +243,14 @@ class RequestParser:
         """Where the first CRLFCRLF in `data` ends, or -1. The rest of a Content-Length
         body cannot hold a head's end, so its bytes are not searched (a 64 KiB upload
         was scanned whole, three times, for each read)."""
+        if self.in_head and self._head_tail:
+            # The head's CRLFCRLF may begin in the previous read: without this, the rest
+            # of that head, a body and a pipelined head went to llhttp as one piece, and
+            # the second request line was read from the wrong place (400).
+            tail = self._head_tail
+            found = (tail + data[:3]).find(_END_OF_HEAD)
+            if found >= 0:
+                return found + 4 - len(tail)
         start = self._body_left if self._in_body and self._length is not None else 0
         if start >= len(data):
             return -1
@@ -278,6 +288,8 @@ class RequestParser:
                     self._refuse(BadRequest("chunk-size line too long"), True)
         elif self._head_bytes > self._head_limit:
             self._refuse(HeaderFieldsTooLarge("request head too large"), False)
+        elif self.in_head:  # the head goes on in the next read
+            self._head_tail = (self._head_tail + piece)[-3:]
 
     def _refuse(self, error: HTTPError, in_body: bool) -> None:
         error.head_request = self.head_method
@@ -327,6 +339,7 @@ class RequestParser:
     def on_headers_complete(self) -> None:
         self.in_head = False
         self._head_bytes = 0
+        self._head_tail = b""
         method = self._method
         url = self._url
         settings = self._settings
