@@ -259,6 +259,9 @@ class RequestParser:
 
     def _feed(self, piece: bytes) -> None:
         if self._in_body:
+            if self._length is not None and self._body_left > 0:
+                self._take_body(piece)
+                return
             # A message after a Content-Length body starts right where the body ends; after
             # a chunked one, the piece can only start with the CR/LF left of its end.
             self._begin = self._body_left if self._length is not None else 0
@@ -290,6 +293,24 @@ class RequestParser:
             self._refuse(HeaderFieldsTooLarge("request head too large"), False)
         elif self.in_head:  # the head goes on in the next read
             self._head_tail = (self._head_tail + piece)[-3:]
+
+    def _take_body(self, piece: bytes) -> None:
+        """More of a Content-Length body, past llhttp, which would copy every piece into a
+        new bytes object: a piece that is all body reaches the app as the socket gave it
+        (a 64 KiB upload cost three copies in user space, now two, or one per later read).
+        llhttp, left waiting for the body, is replaced once the body is complete."""
+        left = self._body_left
+        body = piece if len(piece) <= left else piece[:left]
+        self._body_left = left - len(body)
+        self._body_received += len(body)
+        self._sink.on_body(body)
+        if self._body_left or self.stopped:
+            return
+        self._parser = httptools.HttpRequestParser(self)
+        self._in_body = False
+        self._on_message_end()
+        if len(body) < len(piece) and not self.stopped:
+            self._feed(piece[len(body) :])  # the start of the next request
 
     def _refuse(self, error: HTTPError, in_body: bool) -> None:
         error.head_request = self.head_method

@@ -1,5 +1,5 @@
 """Request bodies through the HTTP parser, without sockets: framing never depends on how
-the bytes were cut."""
+the bytes were cut, and a read that is all body reaches the app without a copy."""
 
 from __future__ import annotations
 
@@ -101,3 +101,12 @@ def test_a_body_split_at_every_byte_then_a_pipelined_request() -> None:
             ["POST", "/a", b"hello world", True],
             ["GET", "/b", b"", True],
         ], cut
+
+
+def test_a_read_that_is_all_body_reaches_the_app_as_it_came() -> None:
+    body = b"x" * 3 * 65536
+    reads = [post("/up", b""), body[:65536], body[65536 : 2 * 65536], body[2 * 65536 :]]
+    reads[0] = reads[0].replace(b"Content-Length: 0", b"Content-Length: %d" % len(body))
+    sink = parse(reads)
+    assert sink.messages == [["POST", "/up", body, True]]
+    assert all(piece is read for piece, read in zip(sink.pieces, reads[1:], strict=True))
