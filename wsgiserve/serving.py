@@ -19,7 +19,7 @@ from typing import Any
 
 import uvloop
 
-from . import logs
+from . import heap, logs
 from .call import App
 from .errors import StartupError
 from .listeners import Listener, close_listener, open_listener, systemd_listeners
@@ -123,6 +123,7 @@ def run(app: App, settings: Settings, listeners: list[Listener] | None = None) -
     """Serve until SIGINT or SIGTERM, then stop gracefully. Call from the main thread."""
     if listeners is None:
         listeners = open_listeners(settings)
+    heap.keep_freed_memory()
     server = Server(app, settings)
 
     async def main() -> None:

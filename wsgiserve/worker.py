@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import uvloop
 
-from . import affinity, logs, tls
+from . import affinity, heap, logs, tls
 from .balance import SharedCounts
 from .call import App
 from .config import Hooks
@@ -131,6 +131,7 @@ def _serve(
     reset_signals()
     # First, while this process has one thread: the app's and the pool's threads inherit it.
     affinity.pin_worker(settings.cpu_affinity, settings.workers, share[1] if share else -1)
+    heap.keep_freed_memory()
     # A plain handler, not the loop's: the supervisor sends ABRT because the loop is stuck,
     # and Python runs this on the main thread even then (between bytecodes, or when a
     # blocking call is interrupted).

@@ -23,6 +23,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "errors",
         "state",
         "affinity",
+        "heap",
         "settings",
         "proxy",
         "environ",
