@@ -124,6 +124,7 @@ def run(app: App, settings: Settings, listeners: list[Listener] | None = None) -
     if listeners is None:
         listeners = open_listeners(settings)
     heap.keep_freed_memory()
+    heap.settle_after_app_load()
     server = Server(app, settings)
 
     async def main() -> None:

@@ -150,6 +150,7 @@ def _serve(
         app = load_error_app(load_error)
     if hooks.post_worker_init is not None:
         _call(hooks.post_worker_init, info)
+    heap.settle_after_app_load()
     limit = settings.max_requests
     if limit and settings.max_requests_jitter:
         limit += random.randint(0, settings.max_requests_jitter)
