@@ -23,6 +23,7 @@ import httptools
 
 from . import validate
 from .body import EMPTY_BODY
+from .chunk_lines import ChunkLines, ChunkLineTooLong
 from .environ import Environ, request_environ, request_id
 from .errors import (
     BadRequest,
@@ -113,6 +114,8 @@ def _field_too_large(headers: list[tuple[bytes, bytes]], limit: int) -> bool:
 
 
 class RequestParser:
+    _lines: ChunkLines  # a chunked body's framing: made for each, touched by nothing else
+
     __slots__ = (
         "_begin",
         "_body_left",
@@ -130,6 +133,7 @@ class RequestParser:
         "_length",
         "_line",
         "_line_limit",
+        "_lines",
         "_method",
         "_on_head",
         "_on_message_end",
@@ -240,9 +244,27 @@ class RequestParser:
     def _feed(self, piece: bytes) -> None:
         if self._in_body:
             # A message after a Content-Length body starts right where the body ends; after
-            # a chunked one, the piece can only start with the CR/LF left of its end.
-            self._begin = self._body_left if self._length is not None else 0
+            # a chunked one, after its last chunk's line.
+            if self._length is None:
+                try:
+                    piece = self._lines.feed(piece)
+                except ChunkLineTooLong:
+                    self._refuse(BadRequest("chunk-size line too long"), True)
+                    return
+                self._begin = self._lines.begin
+            else:
+                self._begin = self._body_left
         else:
+            if self.in_head and piece[:1] in _CR_LF and len(piece) > 1:
+                # The head's CRLFCRLF may straddle reads: its end, fed alone, keeps a
+                # chunked body from starting in a piece `_lines` has not seen.
+                for at in range(1, 4):
+                    self._feed(piece[at - 1 : at])
+                    if not self.in_head or self.stopped or piece[at : at + 1] not in _CR_LF:
+                        break
+                if piece[at:] and not self.stopped:
+                    self._feed(piece[at:])
+                return
             self._begin = 0
             self._head_bytes += len(piece)
             if self.in_head and len(self._line) <= self._line_limit:
@@ -260,6 +282,9 @@ class RequestParser:
         if self.stopped:
             return
         if self._in_body:
+            if self._length is None and not self._lines.settled(self._body_received):
+                self._refuse(BadRequest("malformed chunked body"), True)
+                return
             self._gap = 0 if self._event else self._gap + len(piece)
             if self._gap > self._settings.limit_request_field_size:
                 if self._in_trailers:
@@ -378,6 +403,8 @@ class RequestParser:
                 self._error = PayloadTooLarge(f"request body over {limit} bytes")
                 raise _Stop
             self._in_body = True
+            if length is None:
+                self._lines = ChunkLines(settings.limit_request_field_size)
             self._gap = 0
             self._body_received = 0
             self._body_left = length or 0
@@ -403,6 +430,9 @@ class RequestParser:
         # The next bytes are the chunk's data, or for the last chunk the trailer section.
         self._event = True
         self._in_trailers = True
+        if not self._lines.confirm(self._body_received):
+            self._error = BadRequest("malformed chunked body")
+            raise _Stop
 
     def on_body(self, data: bytes) -> None:
         if self.stopped:
@@ -425,6 +455,9 @@ class RequestParser:
         self._event = True
         if self._upgrading:
             return  # llhttp stops here; the Upgrade request's body is taken unparsed
+        if self._length is None and not self._lines.finished():
+            self._error = BadRequest("malformed chunked body")
+            raise _Stop
         self._in_body = False
         self._in_trailers = False
         self._on_message_end()

@@ -1,0 +1,245 @@
+"""Chunk-size lines with BWS around `;` and `=` (RFC 9112 §7.1.1), without sockets.
+
+`chunk_lines.canonical` alone, then the real `RequestParser` (llhttp behind it) fed whole and
+split at every byte: the app's body is exact, a request behind the body is its own request,
+and every line the grammar does not allow is refused as llhttp refuses it without us.
+"""
+
+from __future__ import annotations
+
+import httptools
+import pytest
+
+from tests.support.sink import Sink
+from wsgiserve.chunk_lines import ChunkLines, canonical
+from wsgiserve.environ import connection_environ, server_environ
+from wsgiserve.parser import RequestParser
+from wsgiserve.proxy import TrustedProxies
+from wsgiserve.settings import Settings
+
+SETTINGS = Settings()
+BASE = connection_environ(
+    server_environ("http", False, None), ("127.0.0.1", 8000), ("127.0.0.1", 40000)
+)
+HEAD = b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+NEXT = b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+# -- the grammar --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (b"5; some; parameters=stuff\r\n", b"5;some;parameters=stuff\r\n"),  # gunicorn valid/013
+        (b"5 ;a\r\n", b"5;a\r\n"),
+        (b"5 ; a\r\n", b"5;a\r\n"),
+        (b"5\t;\ta\t=\tb\r\n", b"5;a=b\r\n"),
+        (b"5;a = b ; c\r\n", b"5;a=b;c\r\n"),
+        (b'5 ; a = "x ; y = z"\r\n', b'5;a="x ; y = z"\r\n'),  # quoted: inner spaces kept
+        (b'5; a="\\" ; \\\\"; b\r\n', b'5;a="\\" ; \\\\";b\r\n'),  # quoted-pairs
+        (b"A ; x\r\n", b"A;x\r\n"),
+        (b"0 ; a = b\r\n", b"0;a=b\r\n"),
+    ],
+)
+def test_bws_is_removed_from_a_line_the_grammar_allows(line: bytes, expected: bytes) -> None:
+    assert canonical(line) == expected
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"5 \r\n",  # BWS is only allowed before ";" (what llhttp's leniency would also take)
+        b"5 x\r\n",
+        b"5 5\r\n",
+        b"5;a \r\n",  # no BWS after a name or a value
+        b"5; a \r\n",
+        b"5; \r\n",  # no name
+        b"5 ;=x\r\n",
+        b"5 ;a=\r\n",  # no value after "="
+        b"5 ;a=b c\r\n",
+        b'5 ;a="x\r\n',  # unterminated quoted string
+        b'5 ;a="x"y\r\n',
+        b"5 ;a(b\r\n",  # not a token
+        b"5 ;a\n",  # bare LF
+        b"5 ;a\r\r\n",
+        b" 5;a\r\n",  # BWS before the size
+        b"5 ;\x01\r\n",
+        b'5 ;a="\x01"\r\n',
+        b"5;a\r\n",  # nothing to remove: the same object, never a copy
+    ],
+)
+def test_any_other_line_is_left_for_llhttp(line: bytes) -> None:
+    assert canonical(line) is line
+
+
+# -- the parser, fed whole and split at every byte ------------------------------------------------
+
+
+class Bodies(Sink):
+    """Records each message's body apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bodies: list[bytes] = []
+
+    def on_message_end(self) -> None:
+        super().on_message_end()
+        self.bodies.append(self.body)
+        self.body = b""
+
+
+def parse(pieces: list[bytes], limit: int = SETTINGS.limit_request_field_size) -> Bodies:
+    sink = Bodies()
+    settings = Settings(limit_request_field_size=limit)
+    parser = RequestParser(sink, settings, BASE, TrustedProxies.parse(""), 65536)
+    for piece in pieces:
+        if parser.stopped:
+            break
+        assert parser.feed(piece) == b""
+    return sink
+
+
+def splits(wire: bytes) -> list[list[bytes]]:
+    """`wire` whole, byte by byte, and cut in two at every offset."""
+    return [[wire], [wire[i : i + 1] for i in range(len(wire))]] + [
+        [wire[:i], wire[i:]] for i in range(1, len(wire))
+    ]
+
+
+def served(sink: Bodies) -> tuple[list[str], list[bytes]]:
+    assert not sink.refused, sink.refused
+    return [environ["PATH_INFO"] for environ, *_ in sink.heads], sink.bodies
+
+
+GOOD = [
+    pytest.param(b"5; some; parameters=stuff\r\nhello\r\n0\r\n\r\n", b"hello", id="valid-013"),
+    pytest.param(b"5 ; a = b\r\nhello\r\n0 ; a = b\r\n\r\n", b"hello", id="last-chunk-bws"),
+    pytest.param(
+        b'5 ; q = "x ; 0 \\" ; y" ; r\r\nhello\r\n6\t;\tq="a b"\r\n world\r\n0\r\n\r\n',
+        b"hello world",
+        id="quoted-values",
+    ),
+    pytest.param(b"A ; x\r\n0123456789\r\n0\r\n\r\n", b"0123456789", id="upper-hex"),
+    pytest.param(b"a ; x\r\n0123456789\r\n0\r\n\r\n", b"0123456789", id="lower-hex"),
+    pytest.param(
+        b"5 ; a\r\nhello\r\n0 ; b\r\nX-Sum: 1 ; 2\r\nX-B: c\r\n\r\n", b"hello", id="trailers"
+    ),
+    # Chunk data that looks like a size line with BWS is data: never rewritten.
+    pytest.param(b"7 ; a\r\n1 ; a\r\n\r\n0\r\n\r\n", b"1 ; a\r\n", id="data-like-a-line"),
+    pytest.param(b"9\r\n0 ; a\r\n\r\n\r\n0\r\n\r\n", b"0 ; a\r\n\r\n", id="data-like-last-chunk"),
+    pytest.param(
+        b"".join(b"1 ; i=%d\r\n%d\r\n" % (i, i % 10) for i in range(40)) + b"0\r\n\r\n",
+        b"".join(b"%d" % (i % 10) for i in range(40)),
+        id="many-tiny-chunks",
+    ),
+    pytest.param(b"5;a\r\nhello\r\n0\r\n\r\n", b"hello", id="no-bws"),
+]
+
+
+@pytest.mark.parametrize(("chunks", "body"), GOOD)
+def test_body_is_exact_and_the_next_request_is_its_own(chunks: bytes, body: bytes) -> None:
+    # A pipelined request behind the body, in the same read, whose head and body hold
+    # text a size-line rewrite would change if it ever touched them.
+    after = b"POST /next HTTP/1.1\r\nHost: t\r\nX-A: 5 ; a\r\nContent-Length: 7\r\n\r\n5 ; a\r\n"
+    wire = HEAD + chunks + after
+    for pieces in splits(wire):
+        assert served(parse(pieces)) == (["/up", "/next"], [body, b"5 ; a\r\n"]), pieces
+
+
+def test_a_chunked_request_behind_a_chunked_request() -> None:
+    wire = HEAD + b"2 ; a\r\nhi\r\n0 ; b\r\n\r\n" + HEAD + b"3 ; c\r\nyou\r\n0\r\n\r\n" + NEXT
+    for pieces in splits(wire):
+        assert served(parse(pieces)) == (["/up", "/up", "/next"], [b"hi", b"you", b""]), pieces
+
+
+def llhttp_refusal(chunks: bytes) -> str:
+    """What llhttp alone says to `HEAD + chunks`."""
+
+    class Quiet:
+        pass
+
+    try:
+        httptools.HttpRequestParser(Quiet()).feed_data(HEAD + chunks)
+    except httptools.HttpParserError as error:
+        return str(error)
+    raise AssertionError(f"llhttp accepts {chunks!r}")
+
+
+REFUSED = [
+    b"5 \r\nhello\r\n0\r\n\r\n",
+    b"5 x\r\nhello\r\n0\r\n\r\n",
+    b"5;a \r\nhello\r\n0\r\n\r\n",
+    b"5 ;a(b\r\nhello\r\n0\r\n\r\n",
+    b"5 ;a=b c\r\nhello\r\n0\r\n\r\n",
+    b"5 ;a\nhello\r\n0\r\n\r\n",
+    b"5\nhello\r\n0\r\n\r\n",
+    b" 5 ;a\r\nhello\r\n0\r\n\r\n",
+    b"5 ;a\r\nhelloXX\r\n0\r\n\r\n",  # data longer than its size
+    b"5 ;a\r\nhello\r\n0 \r\n\r\n",
+    b"5 ;a\r\nhello\r\n0\r\nX-A : b\r\n\r\n",
+    b"g ;a\r\nhello\r\n0\r\n\r\n",
+    b"FFFFFFFFFFFFFFFFF ;a\r\nhello\r\n0\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("chunks", REFUSED)
+def test_what_the_grammar_does_not_allow_is_refused_as_llhttp_refuses_it(chunks: bytes) -> None:
+    # BWS llhttp refuses in the line it fails on: the rest after our rewrite of it is the
+    # same as the bytes llhttp would see with their BWS already gone.
+    expected = llhttp_refusal(canonical_prefix(chunks))
+    for pieces in splits(HEAD + chunks + NEXT):
+        sink = parse(pieces)
+        assert [(e.status, str(e), in_body) for e, in_body in sink.refused] == [
+            (400, expected, True)
+        ], pieces
+        assert [environ["PATH_INFO"] for environ, *_ in sink.heads] == ["/up"]
+        assert sink.ended == 0
+
+
+def canonical_prefix(chunks: bytes) -> bytes:
+    """`chunks` with the first size line made canonical, as llhttp receives it."""
+    line, lf, rest = chunks.partition(b"\n")
+    return canonical(line + lf) + rest
+
+
+def test_a_size_line_held_past_the_limit_is_refused() -> None:
+    limit = 64
+    for line in (b"5 ; a" + b"b" * 100, b"5" + b" " * 100):
+        sink = parse([HEAD, line[:40], line[40:]], limit=limit)
+        assert [(e.status, str(e)) for e, _ in sink.refused] == [(400, "chunk-size line too long")]
+    # Up to the limit it is held, whatever the reads.
+    line = b"5 ; a=" + b"b" * (limit - 8) + b"\r\n"
+    pieces = [HEAD] + [line[i : i + 1] for i in range(len(line))] + [b"hello\r\n0\r\n\r\n"]
+    assert served(parse(pieces, limit=limit)) == (["/up"], [b"hello"])
+
+
+def test_a_line_without_bws_is_never_copied() -> None:
+    lines = ChunkLines(100)
+    data = b"5;a=b\r\nhello\r\n9\r\nabc"
+    assert lines.feed(data) is data
+    assert lines.starts == [0, 5]
+    more = b"de ; 0\r\n"  # inside the data: passed whole, never searched
+    assert lines.feed(more) is more
+    assert lines.starts == []
+
+
+def test_the_framing_checks_disagree_with_another_framing() -> None:
+    """What the parser checks llhttp's reports against: a size line reported at another
+    body offset, one more than passed, or body bytes llhttp took for data that we did not."""
+    lines = ChunkLines(100)
+    lines.feed(b"5 ; a\r\nhel")
+    assert not lines.settled(0)  # llhttp reported no size line
+    assert lines.confirm(0)
+    assert not lines.settled(5)  # 3 data bytes passed, llhttp says 5
+    assert lines.settled(3)
+    assert not lines.confirm(3)  # a size line we never passed
+    lines = ChunkLines(100)
+    lines.feed(b"2\r\nhi\r\n0\r\n\r\n")
+    assert lines.confirm(0)
+    assert not lines.finished()  # llhttp ended the message without the last chunk's line
+    assert not lines.confirm(1)  # the last chunk's line at another offset than ours
+    lines = ChunkLines(100)
+    lines.feed(b"2\r\nhi\r\nx\r\n")
+    assert lines.confirm(0)
+    assert not lines.confirm(2)  # a line without a size: llhttp must never accept it
