@@ -15,12 +15,16 @@ passes unchanged, so llhttp still decides what is refused.
 
 Why our framing agrees with llhttp's: llhttp ends a size line at its first LF (a CR must be
 followed by LF, and CR or LF anywhere else in the line is refused), its size is the line's
-leading hex digits, and it refuses anything but CRLF after the data. The parser checks it
-anyway, as each size line is reported and as the message ends (`confirm`, `settled`,
-`finished`), and refuses the request on any difference: a byte that llhttp treats as data
-is never taken for a size line, nor the reverse.
+leading hex digits and nothing else may precede `;` or the CRLF, and it refuses anything but
+CRLF after the data (tests/unit/test_chunk_lines.py pins each of these). So a line we pass
+is a line llhttp reads, with the same size, or one it refuses. The parser checks it anyway,
+after every piece and as the message ends (`settled`, `finished`): llhttp must have taken
+exactly the body bytes our framing passed, and end the message where we saw the last chunk;
+on any difference the request is refused. A byte that llhttp treats as data is never
+rewritten as a size line, nor the reverse.
 
-Cost: a line without SP or HTAB is never copied; each chunk costs one search for its LF.
+Cost: a line without SP or HTAB is never copied; each chunk costs one search for its LF, or
+none when its size line is the same as the one before.
 """
 
 from __future__ import annotations
@@ -54,6 +58,21 @@ def canonical(line: bytes) -> bytes:
     return _BWS_OR_QUOTED.sub(_without_bws, line)
 
 
+def _extended(data: bytes, pos: int, lf: int) -> tuple[int, bytes]:
+    """The size of the line `data[pos : lf + 1]` (-1: it has none), and the line without
+    its BWS if it has BWS the grammar allows (else b"")."""
+    digits = _HEX.match(data, pos, lf)
+    if digits is None:
+        return -1, b""
+    after = digits.end()
+    if data[after] != _CR and (data.find(b" ", after, lf) >= 0 or data.find(b"\t", after, lf) >= 0):
+        line = data[pos : lf + 1]
+        fixed = canonical(line)
+        if fixed is not line:
+            return int(digits.group(), 16), fixed
+    return int(digits.group(), 16), b""
+
+
 class ChunkLines:
     """Follows the chunk framing of one chunked body and rewrites its size lines.
 
@@ -61,19 +80,30 @@ class ChunkLines:
     read) and returns what to hand llhttp now. A size line split across reads is held
     until its LF, up to `limit` bytes. Loop thread only, like the parser that owns it."""
 
-    __slots__ = ("_data", "_held", "_left", "_limit", "begin", "confirmed", "done", "starts")
+    __slots__ = (
+        "_data",
+        "_held",
+        "_left",
+        "_limit",
+        "_same",
+        "_same_size",
+        "begin",
+        "done",
+        "lost",
+    )
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._held = b""  # the start of a size line whose LF has not arrived
         self._left = 0  # bytes of chunk data and its CRLF still to pass before a size line
-        self._data = 0  # body bytes before the next size line, by our framing
+        self._data = 0  # body bytes of the chunks whose size lines were passed
+        # The last plain size line (CRLF included) and its size: clients send chunks of one
+        # size, and a line seen before is recognised without a search or a parse.
+        self._same = b""
+        self._same_size = 0
         self.done = False  # the last chunk's line was passed: nothing more is touched
         self.begin = 0  # where in the last result the last chunk's line ends (0: not in it)
-        # The body bytes before each size line passed by the last `feed`, in order (-1: a
-        # line without a size, which llhttp must refuse); `confirmed` of them were reported.
-        self.starts: list[int] = []
-        self.confirmed = 0
+        self.lost = False  # a line without a size was passed: llhttp must refuse it
 
     def feed(self, data: bytes) -> bytes:
         """Return the bytes llhttp is to parse now: `data`, with the held start of a size
@@ -82,8 +112,6 @@ class ChunkLines:
         self.begin = 0
         if self.done:
             return data
-        self.starts.clear()
-        self.confirmed = 0
         if self._held:
             if data.find(b"\n") < 0:
                 self._hold(self._held + data)
@@ -97,33 +125,38 @@ class ChunkLines:
             return data
         parts: list[bytes] = []
         copied = 0  # `data[:copied]` is in `parts`
-        starts = self.starts
+        body = self._data
+        same, same_size = self._same, self._same_size
         while True:
-            lf = data.find(b"\n", pos)
-            if lf < 0:
-                self._hold(data[pos:])
-                self._left = 0
-                end = pos
-                break
-            hexdigits = _HEX.match(data, pos, lf)
-            if hexdigits is None:
-                starts.append(-1)  # llhttp refuses it; if it did not, `confirm` would
-                self.done = True
+            if same and data.startswith(same, pos):
+                lf = pos + len(same) - 1
+                chunk_size = same_size
+            else:
+                lf = data.find(b"\n", pos)
+                if lf < 0:
+                    self._hold(data[pos:])
+                    self._left = 0
+                    end = pos
+                    break
+                line = data[pos : lf + 1]
+                try:
+                    # The usual line: its size alone. `int` reads more than the grammar (it
+                    # strips whitespace, CR and LF included, and takes "0x", "_" and a sign);
+                    # such a line passes unchanged and llhttp refuses it, so our size only
+                    # ever counts for a line llhttp reads the same.
+                    chunk_size = int(line, 16)
+                    same, same_size = line, chunk_size
+                except ValueError:
+                    chunk_size, fixed = _extended(data, pos, lf)
+                    if fixed:
+                        parts.append(data[copied:pos])
+                        parts.append(fixed)
+                        copied = lf + 1
+            if chunk_size < 0:
+                self.lost = self.done = True  # llhttp refuses the line; `settled` checks it
                 end = size
                 break
-            chunk_size = int(hexdigits.group(), 16)
-            after = hexdigits.end()
-            if data[after] != _CR and (
-                data.find(b" ", after, lf) >= 0 or data.find(b"\t", after, lf) >= 0
-            ):
-                line = data[pos : lf + 1]
-                fixed = canonical(line)
-                if fixed is not line:
-                    parts.append(data[copied:pos])
-                    parts.append(fixed)
-                    copied = lf + 1
-            starts.append(self._data)
-            self._data += chunk_size
+            body += chunk_size
             if chunk_size == 0:
                 self.done = True
                 self.begin = sum(map(len, parts)) + lf + 1 - copied  # in the result
@@ -134,6 +167,8 @@ class ChunkLines:
                 self._left = pos - size
                 end = size
                 break
+        self._data = body
+        self._same, self._same_size = same, same_size
         if not parts:
             return data if end == size else data[:end]
         parts.append(data[copied:end])
@@ -144,23 +179,14 @@ class ChunkLines:
             raise ChunkLineTooLong
         self._held = line
 
-    def confirm(self, body_received: int) -> bool:
-        """llhttp reported the next size line, with `body_received` body bytes before it:
-        whether that is where our framing has it."""
-        index = self.confirmed
-        self.confirmed = index + 1
-        return index < len(self.starts) and self.starts[index] == body_received
-
     def settled(self, body_received: int) -> bool:
-        """After llhttp parsed the last result: whether it reported every size line passed
-        and exactly the body bytes passed."""
-        if self.confirmed != len(self.starts):
+        """After llhttp parsed the last result without an error: whether it took exactly the
+        body bytes our framing passed."""
+        if self.lost:
             return False
-        if self.done:
-            return True
         left = self._left - 2  # the rest of the current chunk's data, then its CRLF
-        return body_received == self._data - (left if left > 0 else 0)
+        return body_received == self._data - (left if left > 0 and not self.done else 0)
 
-    def finished(self) -> bool:
-        """llhttp ended the message: whether our framing ended it too, at the same line."""
-        return self.done and self.confirmed == len(self.starts) and self.starts[-1] >= 0
+    def finished(self, body_received: int) -> bool:
+        """llhttp ended the message: whether our framing ended it too, with as many bytes."""
+        return self.done and not self.lost and body_received == self._data

@@ -255,20 +255,14 @@ class RequestParser:
             else:
                 self._begin = self._body_left
         else:
-            if self.in_head and piece[:1] in _CR_LF and len(piece) > 1:
-                # The head's CRLFCRLF may straddle reads: its end, fed alone, keeps a
-                # chunked body from starting in a piece `_lines` has not seen.
-                for at in range(1, 4):
-                    self._feed(piece[at - 1 : at])
-                    if not self.in_head or self.stopped or piece[at : at + 1] not in _CR_LF:
-                        break
-                if piece[at:] and not self.stopped:
-                    self._feed(piece[at:])
-                return
             self._begin = 0
+            if self.in_head:  # the head began in an earlier piece
+                if piece[:1] in _CR_LF and len(piece) > 1:
+                    self._feed_head_end(piece)
+                    return
+                if len(self._line) <= self._line_limit:
+                    self._line += piece
             self._head_bytes += len(piece)
-            if self.in_head and len(self._line) <= self._line_limit:
-                self._line += piece  # the head began in an earlier piece
         self._chunk = piece
         self._event = False
         try:
@@ -293,6 +287,16 @@ class RequestParser:
                     self._refuse(BadRequest("chunk-size line too long"), True)
         elif self._head_bytes > self._head_limit:
             self._refuse(HeaderFieldsTooLarge("request head too large"), False)
+
+    def _feed_head_end(self, piece: bytes) -> None:
+        """The CRLFCRLF ending a head may straddle reads: its CR and LF bytes are fed one by
+        one, so that a chunked body never starts inside a piece `_lines` has not seen."""
+        for at in range(1, 4):
+            self._feed(piece[at - 1 : at])
+            if not self.in_head or self.stopped or piece[at : at + 1] not in _CR_LF:
+                break
+        if piece[at:] and not self.stopped:
+            self._feed(piece[at:])
 
     def _refuse(self, error: HTTPError, in_body: bool) -> None:
         error.head_request = self.head_method
@@ -430,9 +434,6 @@ class RequestParser:
         # The next bytes are the chunk's data, or for the last chunk the trailer section.
         self._event = True
         self._in_trailers = True
-        if not self._lines.confirm(self._body_received):
-            self._error = BadRequest("malformed chunked body")
-            raise _Stop
 
     def on_body(self, data: bytes) -> None:
         if self.stopped:
@@ -455,7 +456,7 @@ class RequestParser:
         self._event = True
         if self._upgrading:
             return  # llhttp stops here; the Upgrade request's body is taken unparsed
-        if self._length is None and not self._lines.finished():
+        if self._length is None and not self._lines.finished(self._body_received):
             self._error = BadRequest("malformed chunked body")
             raise _Stop
         self._in_body = False
