@@ -8,7 +8,9 @@ and every line the grammar does not allow is refused as llhttp refuses it withou
 from __future__ import annotations
 
 import httptools
+import hypothesis.strategies as st
 import pytest
+from hypothesis import given, settings
 
 from tests.support.sink import Sink
 from wsgiserve.chunk_lines import ChunkLines, canonical
@@ -91,8 +93,8 @@ class Bodies(Sink):
 
 def parse(pieces: list[bytes], limit: int = SETTINGS.limit_request_field_size) -> Bodies:
     sink = Bodies()
-    settings = Settings(limit_request_field_size=limit)
-    parser = RequestParser(sink, settings, BASE, TrustedProxies.parse(""), 65536)
+    config = Settings(limit_request_field_size=limit)
+    parser = RequestParser(sink, config, BASE, TrustedProxies.parse(""), 65536)
     for piece in pieces:
         if parser.stopped:
             break
@@ -262,3 +264,70 @@ def test_the_framing_checks_disagree_with_another_framing() -> None:
 )
 def test_llhttp_ends_a_size_line_at_its_first_lf_and_reads_its_size_alone(chunks: bytes) -> None:
     assert llhttp_refusal(chunks)
+
+
+# -- random lines and cuts, against llhttp given the canonical line -------------------------------
+
+BWS = st.sampled_from([b"", b"", b" ", b"\t", b" \t "])
+VALUE = st.sampled_from([b"b", b"b", b'"q ; 0 s"', b'"a\\"b"', b'"x', b""])
+EXTENSION = st.builds(
+    lambda before, after, name, value: before + b";" + after + name + value,
+    BWS,
+    BWS,
+    st.sampled_from([b"a", b"some", b"x-y", b"a", b"some", b""]),
+    st.one_of(st.just(b""), st.builds(lambda a, b, v: a + b"=" + b + v, BWS, BWS, VALUE)),
+)
+# Size lines near the grammar (many of them valid), and any bytes at all.
+LINE_BYTES = st.one_of(
+    st.builds(
+        lambda size, extensions, end: size + b"".join(extensions) + end,
+        st.sampled_from([b"5", b"5", b"5", b"05", b"5 ", b" 5"]),
+        st.lists(EXTENSION, max_size=3),
+        st.sampled_from([b"", b"", b"", b"", b"", b"", b" ", b"\t", b" x", b"\n"]),
+    ),
+    st.lists(st.sampled_from(list(b'05aF ;\t=x"\\\r\n,')), max_size=14).map(bytes),
+)
+
+
+def llhttp_alone(wire: bytes) -> tuple[int, list[bytes]] | None:
+    """llhttp without us: the messages it completes and their bodies, or None if it refuses."""
+
+    class Record:
+        def __init__(self) -> None:
+            self.bodies: list[bytes] = []
+            self.body = b""
+
+        def on_body(self, data: bytes) -> None:
+            self.body += data
+
+        def on_message_complete(self) -> None:
+            self.bodies.append(self.body)
+            self.body = b""
+
+    record = Record()
+    try:
+        httptools.HttpRequestParser(record).feed_data(wire)
+    except httptools.HttpParserError:
+        return None
+    return len(record.bodies), record.bodies
+
+
+@given(line=LINE_BYTES, cuts=st.lists(st.integers(min_value=1, max_value=120), max_size=4))
+@settings(max_examples=400, deadline=None)
+def test_a_random_size_line_is_served_as_llhttp_serves_its_canonical_form(
+    line: bytes, cuts: list[int]
+) -> None:
+    chunks = line + b"\r\nhello\r\n0\r\n\r\n"
+    expected = llhttp_alone(HEAD + canonical_prefix(chunks) + NEXT)
+    wire = HEAD + chunks + NEXT
+    pieces, at = [], 0
+    for cut in sorted(set(cuts)):
+        pieces.append(wire[at:cut])
+        at = cut
+    sink = parse([*pieces, wire[at:]])
+    if expected is None:
+        assert [(e.status, in_body) for e, in_body in sink.refused] == [(400, True)]
+        assert sink.ended == 0
+    else:
+        assert not sink.refused, sink.refused
+        assert (sink.ended, sink.bodies) == expected
