@@ -23,8 +23,9 @@ exactly the body bytes our framing passed, and end the message where we saw the 
 on any difference the request is refused. A byte that llhttp treats as data is never
 rewritten as a size line, nor the reverse.
 
-Cost: a line without SP or HTAB is never copied; each chunk costs one search for its LF, or
-none when its size line is the same as the one before.
+Cost: a piece whose size lines have no BWS is handed on as the same object, never rebuilt.
+Each chunk costs one search for its LF and one `int` of its size line, or one `startswith`
+when its size line is the same as the one before.
 """
 
 from __future__ import annotations

@@ -216,7 +216,7 @@ def test_a_size_line_held_past_the_limit_is_refused() -> None:
     assert served(parse(pieces, limit=limit)) == (["/up"], [b"hello"])
 
 
-def test_a_line_without_bws_is_never_copied() -> None:
+def test_a_piece_without_bws_is_handed_on_as_it_is() -> None:
     lines = ChunkLines(100)
     data = b"5;a=b\r\nhello\r\n9\r\nabc"
     assert lines.feed(data) is data
