@@ -450,15 +450,17 @@ class RequestParser:
 
     def on_chunk_complete(self) -> None:
         self._event = True
+        # No data since the size line: the last chunk, and the message ends now. Checked
+        # here, not in `on_message_complete`, which every request pays for.
+        if self._in_trailers and not self._lines.finished(self._body_received):
+            self._error = BadRequest("malformed chunked body")
+            raise _Stop
         self._in_trailers = False
 
     def on_message_complete(self) -> None:
         self._event = True
         if self._upgrading:
             return  # llhttp stops here; the Upgrade request's body is taken unparsed
-        if self._length is None and not self._lines.finished(self._body_received):
-            self._error = BadRequest("malformed chunked body")
-            raise _Stop
         self._in_body = False
         self._in_trailers = False
         self._on_message_end()
