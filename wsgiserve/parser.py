@@ -4,7 +4,8 @@
 llhttp leaves to us (the request line's protocol, the limits, `validate.py`'s
 rules), builds each request's environ, and reports to a `RequestSink` with plain
 arguments. It knows nothing of transports, timers, threads or the pipeline; the
-connection decides what to do with each report.
+connection decides what to do with each report. A chunked body passes through
+`chunk_lines.py` first, which removes the BWS llhttp refuses in chunk extensions.
 
 Bounded work per connection, whatever arrives: a head is refused past its limit
 (431); a chunk-size line (with its extensions) longer than
