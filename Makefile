@@ -51,6 +51,10 @@ test-tools:
 	@test -x /usr/sbin/apache2 && test -e /usr/lib/apache2/modules/mod_proxy_uwsgi.so || \
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends \
 	      apache2 libapache2-mod-proxy-uwsgi; }
+	@# unshare and mount: test_identity.py gives the server a private /etc/group.
+	@command -v unshare >/dev/null 2>&1 && command -v mount >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends \
+	      util-linux mount; }
 
 # Then the functional suite again under asyncio debug (~80 s): uvloop raises on loop calls
 # from a worker thread, and tests/conftest.py fails a test whose loop logs a complaint.

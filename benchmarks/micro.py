@@ -90,7 +90,7 @@ class CountingTransport:
 class InlinePool:
     """The pool's loop-side face, running each job in this thread when asked."""
 
-    capacity = 1 << 30
+    crowded_at = 1 << 30
 
     def __init__(self, handler: Callable[[Any], None]) -> None:
         self.handler = handler
@@ -98,9 +98,6 @@ class InlinePool:
         self.jobs: list[Any] = []
         self.completions: list[tuple[Callable[[Any], None], Any]] = []
         self.after: list[Callable[[], None]] = []
-
-    def admit(self, waiter: Callable[[], None]) -> bool:
-        return True
 
     def submit(self, job: Any) -> None:
         self.in_flight += 1

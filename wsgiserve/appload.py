@@ -152,23 +152,57 @@ def _in_stdlib(filename: str) -> bool:
     return filename.startswith(sysconfig.get_paths()["stdlib"])
 
 
-def drop_privileges(user: str | None, group: str | None, unix_paths: list[str]) -> None:
-    """--user/--group: switch identity after binding (unix socket files change owner too)."""
-    if not user and not group:
+def drop_privileges(
+    user: str | None, group: str | None, unix_paths: list[str], initgroups: bool = False
+) -> None:
+    """--user/--group: switch identity after binding (unix socket files change owner too).
+
+    No supplementary group of root's stays behind: the list is emptied, as gunicorn does, or
+    with `initgroups` becomes the user's groups from the group database plus the one run as.
+    """
+    if not user and not group and not initgroups:
         return
-    uid, gid = identity(user, group)
+    uid, gid, name = check_identity(user, group, initgroups)
     try:
         for path in unix_paths:
             os.chown(path, uid, gid)
 
         if gid >= 0:
-            os.setgroups([gid])
+            if initgroups:
+                os.initgroups(name, gid)
+            else:
+                os.setgroups([])
             os.setgid(gid)
         if uid >= 0:
             os.setuid(uid)
     except PermissionError:
         raise StartupError(
             "--user/--group: changing identity needs root; start as root, or leave them out"
+        ) from None
+
+
+def check_identity(user: str | None, group: str | None, initgroups: bool) -> tuple[int, int, str]:
+    """The uid and gid (-1: unchanged) --user/--group name and, with --initgroups, the user's
+    name (else ""); raises `StartupError`. --check-config runs this too."""
+    if initgroups and not user:
+        raise StartupError(
+            "--initgroups takes the groups of the --user user, and no --user was given; "
+            "add --user, or leave --initgroups out"
+        )
+    uid, gid = identity(user, group)
+    return uid, gid, _user_name(uid) if initgroups else ""
+
+
+def _user_name(uid: int) -> str:
+    """The name the group database lists `uid` under, for initgroups; raises `StartupError`."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        raise StartupError(
+            f"--initgroups: uid {uid} has no entry in the user database, so it is a member of "
+            "no group; give --user a user that exists, or leave --initgroups out"
         ) from None
 
 

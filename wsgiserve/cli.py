@@ -20,14 +20,14 @@ from typing import Any, NoReturn
 
 from . import accesslog, config, gunicorn_settings, logs, tls
 from .accesslog import escape
-from .appload import drop_privileges, identity, load_app, prepare_process
+from .appload import check_identity, drop_privileges, load_app, prepare_process
 from .control import bind_control, control_path, query_status
 from .errors import StartupError
 from .listeners import parse_bind
 from .pidfile import PidFile
 from .reload import check_engine
 from .serving import open_listeners
-from .settings import SECTIONS, Settings, convert, setting_fields
+from .settings import OCTAL, SECTIONS, Settings, as_config, convert, setting_fields
 from .supervisor import Supervisor
 from .version import __version__
 
@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--print-config",
         action="store_true",
         default=argparse.SUPPRESS,
-        help="print the resolved settings as JSON, then exit",
+        help="print the resolved settings as JSON (modes in octal, as a config file takes "
+        "them), then exit",
     )
     groups = {section: parser.add_argument_group(section) for section in SECTIONS}
     for field in setting_fields():
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         elif field.type in ("bool", bool):
             kwargs["action"] = "store_true"
             del kwargs["metavar"]
-        elif field.name in ("umask", "socket_mode", "max_worker_memory"):  # "007", "512MB"
+        elif field.name in (*OCTAL, "max_worker_memory"):  # "007", "512MB"
             kwargs["type"] = functools.partial(_converted, field.name)
         elif field.type in ("int", int):
             kwargs["type"] = int
@@ -348,8 +349,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(logs.ERROR_LOG).removeHandler(early)
     settings = resolved.settings
     if resolved.actions.get("print_config"):
-        shown = dataclasses.asdict(settings)
-        print(json.dumps({"app": resolved.app, **shown}, indent=2, default=str))
+        # wsgi_app, the name a config file gives the app, so the output loads back as is.
+        shown = as_config(settings)
+        print(json.dumps({"wsgi_app": resolved.app, **shown}, indent=2, default=str))
         return 0
     try:
         # A bad format fails here, before any worker is forked.
@@ -372,8 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if resolved.actions.get("check_config"):
             for spec in settings.bind:  # a bind that cannot work fails the check too
                 parse_bind(spec)
-            if settings.user or settings.group:
-                identity(settings.user, settings.group)
+            if settings.user or settings.group or settings.initgroups:
+                check_identity(settings.user, settings.group, settings.initgroups)
             if pidfile is not None:
                 pidfile.check()
             loader()
@@ -390,6 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings.group,
             [item.url[5:] for item in listeners if item.url.startswith("unix:")]
             + ([pidfile.path, control_path(pidfile.path)] if pidfile is not None else []),
+            initgroups=settings.initgroups,
         )
     except StartupError as error:
         if pidfile is not None:

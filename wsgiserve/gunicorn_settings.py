@@ -191,13 +191,7 @@ ROWS: tuple[Row, ...] = (
     _honoured("user", ("-u", "--user")),
     _honoured("group", ("-g", "--group")),
     _honoured("umask", ("-m", "--umask")),
-    _warned(
-        "initgroups",
-        ("--initgroups",),
-        "the workers keep only the --group group; name the group the app needs with -g",
-        default=False,
-        switch=True,
-    ),
+    _honoured("initgroups", ("--initgroups",), switch=True),
     _warned(
         "tmp_upload_dir",
         (),

@@ -6,8 +6,14 @@ worker to post into an empty batch schedules one `call_soon_threadsafe`, and the
 loop then runs every pair queued by the time it gets there. Under load many
 completions share one wake-up, which is what keeps the hop cheap.
 
-Thread ownership: `submit`, `admit`, `finished` and `statistics` run on the loop
-thread; `post` runs on any thread.
+Thread ownership: `submit`, `finished` and `statistics` run on the loop thread;
+`post` runs on any thread.
+
+Every submitted job is queued: a connection has at most one request in the pool, so
+the queue is bounded by the connections (and --max-connections). Nothing is refused or
+paused here: a bound on waiting jobs made each connection past it pause and resume its
+reading, two system calls a request, which halved the throughput with 1,024 busy
+connections, and bought nothing the per-connection bounds do not already give.
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ Job = TypeVar("Job")
 
 _STOP = object()
 
-# Requests that may wait for a thread; each costs an environ (~2 KiB), so this bounds
-# memory while letting a few hundred keep-alive clients queue without being paused.
+# Jobs waiting for a thread past which the pool is `crowded` (the server says so in
+# its log: the app is slower than the traffic).
 MAX_WAITING = 256
 
 
@@ -38,8 +44,7 @@ class WorkerPool(Generic[Job]):
         handler: called in a worker thread for each job; it must not raise.
         threads: how many worker threads to run.
         call_soon_threadsafe: the loop's `call_soon_threadsafe`, used to wake it.
-        max_waiting: jobs allowed to wait for a free thread before `admit`
-            says no and the caller must stop reading from its socket.
+        max_waiting: jobs waiting for a free thread past which `crowded` says so.
         batch_policy: run the threads under SCHED_BATCH (see `_use_batch_policy`).
     """
 
@@ -66,11 +71,10 @@ class WorkerPool(Generic[Job]):
         )
         self._wake_pending = False
         self._threads: list[threading.Thread] = []
-        # Jobs that may be in flight (running or waiting) before `admit` says no.
-        self.capacity = threads + (max_waiting if max_waiting is not None else MAX_WAITING)
+        # Jobs in flight (running or waiting) from which the pool is crowded.
+        self.crowded_at = threads + (max_waiting if max_waiting is not None else MAX_WAITING)
         # Loop thread only: jobs submitted and not yet finished, running plus waiting.
         self.in_flight = 0
-        self._waiters: collections.deque[Callable[[], None]] = collections.deque()
         self.wakeups = 0
         self.completed = 0
         self._after_batch: list[Callable[[], None]] = []
@@ -86,13 +90,6 @@ class WorkerPool(Generic[Job]):
             self._threads.append(thread)
 
     # -- loop thread -----------------------------------------------------------------
-
-    def admit(self, waiter: Callable[[], None]) -> bool:
-        """True if a job may be submitted now; otherwise `waiter()` is called once room frees up."""
-        if self.in_flight < self.capacity:
-            return True
-        self._waiters.append(waiter)
-        return False
 
     def submit(self, job: Job) -> None:
         self.in_flight += 1
@@ -116,8 +113,6 @@ class WorkerPool(Generic[Job]):
         self.completed += 1
         if self.completed == self._stop_after:
             self._on_stop_after()
-        while self._waiters and self.in_flight < self.capacity:
-            self._waiters.popleft()()
 
     def stop_after(self, count: int, callback: Callable[[], None]) -> None:
         """Call `callback` on the loop thread once `count` jobs have completed."""
@@ -131,7 +126,6 @@ class WorkerPool(Generic[Job]):
             "busy": busy,
             "idle": self._size - busy,
             "waiting": max(0, self.in_flight - self._size),
-            "parked": len(self._waiters),
         }
 
     def stop(self, timeout: float | None = None) -> None:

@@ -44,6 +44,7 @@ SUPERVISOR_ONLY = (
     "umask",
     "user",
     "group",
+    "initgroups",
     "factory",
     "reload",
     "reload_engine",

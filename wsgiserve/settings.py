@@ -553,6 +553,13 @@ class Settings:
         help="Run as this group (name or gid) once the sockets are bound; needs root.",
         section="process",
     )
+    initgroups: bool = _setting(
+        False,
+        "--initgroups",
+        help="With --user: the workers also get every group the user is a member of in the "
+        "group database (initgroups(3)); without it they have no supplementary groups.",
+        section="process",
+    )
     factory: bool = _setting(
         False,
         "--factory",
@@ -656,6 +663,9 @@ class Settings:
             raise ValueError("cert_reqs must be 0, 1 or 2")
         if isinstance(self.max_worker_memory, str):  # Settings(max_worker_memory="512MB")
             object.__setattr__(self, "max_worker_memory", parse_size(self.max_worker_memory))
+        for name in OCTAL:  # serve(socket_mode="660"): octal, as a config file reads it
+            if isinstance(getattr(self, name), str):
+                object.__setattr__(self, name, convert(name, getattr(self, name)))
         for name in (
             "max_requests",
             "max_requests_jitter",
@@ -773,6 +783,8 @@ def parse_size(text: str) -> int:
     return int(value * _SIZE_UNITS[unit])
 
 
+# Settings written in octal by custom; text given for them is read as octal.
+OCTAL = ("umask", "socket_mode")
 TRUE = frozenset({"true", "1", "yes", "on", "y", "t"})
 FALSE = frozenset({"false", "0", "no", "off", "n", "f", ""})
 
@@ -820,6 +832,19 @@ def convert(name: str, value: Any) -> Any:
         what = octal.get(name) or expected.get(str(kind), str(kind))
         raise ValueError(f"{name}: {value!r} is not {what}") from None
     return value
+
+
+def as_config(settings: Settings) -> dict[str, Any]:
+    """`settings` as plain data that a config file reads back unchanged.
+
+    Modes are octal text ("0o660"): a bare number in a config file is taken as it is, so
+    0o660 printed as 432 would come back as a different mode, and 660 as no mode at all.
+    """
+    values = dataclasses.asdict(settings)
+    for name in OCTAL:
+        if values[name] is not None:
+            values[name] = f"0o{values[name]:03o}"
+    return values
 
 
 def setting_fields() -> tuple[dataclasses.Field[Any], ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -60,8 +61,6 @@ def test_connections_past_the_limit_wait_until_one_closes(
 
 
 def test_the_default_limit_follows_the_open_file_limit() -> None:
-    import resource
-
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     limit = wsgiserve.server.default_max_connections()
     assert 16 <= limit < soft

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +13,9 @@ import httpx
 import pytest
 
 import wsgiserve
+from tests.support.polling import eventually
 from wsgiserve import logs
+from wsgiserve.pool import MAX_WAITING
 
 
 def id_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -63,14 +67,10 @@ def test_a_slow_request_is_reported_once_with_its_stack(caplog: pytest.LogCaptur
     assert "deliberately_slow_handler" in text
 
 
-def test_a_full_thread_queue_is_logged_once_with_a_count(caplog: pytest.LogCaptureFixture) -> None:
-    # One thread, held; its queue takes MAX_WAITING more; the connections past that are paused.
-    import socket
-    import threading
-
-    from tests.support.polling import eventually
-    from wsgiserve.pool import MAX_WAITING
-
+def test_a_crowded_thread_queue_is_logged_once_with_a_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # One thread, held; past MAX_WAITING requests waiting for it, the log says so.
     release = threading.Event()
 
     def held_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -102,9 +102,9 @@ def test_a_full_thread_queue_is_logged_once_with_a_count(caplog: pytest.LogCaptu
             release.set()
             for sock in sockets:
                 sock.close()
-    assert answered == len(sockets)  # paused, never refused
+    assert answered == len(sockets)  # queued, never refused
     lines = queue_full_lines()
-    assert len(lines) == 1, lines  # once, not once per paused connection
+    assert len(lines) == 1, lines  # once, not once per waiting request
     assert "--threads" in lines[0]
 
 
@@ -112,10 +112,6 @@ def test_a_timeout_that_many_clients_hit_is_one_line_with_a_count(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A slowloris flood: every connection times out the same way; the log says it once.
-    import socket
-
-    from tests.support.polling import eventually
-
     caplog.set_level(logging.INFO, logger="wsgiserve.error")
     sockets: list[socket.socket] = []
     with wsgiserve.background_server(id_app, threads=2, header_timeout=1) as server:

@@ -18,7 +18,6 @@ import signal
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -26,6 +25,7 @@ import pytest
 
 from .apache_support import Apache, apache_binary, member, site_from_example, start_apache
 from .nginx_support import run_directory, web_server_group
+from .stack import Stack
 from .support import APPS, ServerProcess, Wire, start_server
 
 pytestmark = pytest.mark.timeout(120)
@@ -50,24 +50,6 @@ def run_dir() -> Iterator[Path]:
         yield directory
 
 
-@dataclass
-class Stack:
-    """Apache in front of one or more wsgiserve instances."""
-
-    servers: list[ServerProcess]
-    apache: Apache
-
-    def __enter__(self) -> Stack:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        try:
-            self.apache.stop()
-        finally:
-            for server in self.servers:
-                server.stop()
-
-
 def start_stack(
     directory: Path,
     run_dir: Path,
@@ -76,7 +58,7 @@ def start_stack(
     mount: str = "/",
     extra: Sequence[str] = (),
     socket_access: Sequence[str] | None = None,
-) -> Stack:
+) -> Stack[Apache]:
     """wsgiserve instances (``extra`` flags), then Apache over them with ``mount``.
 
     A unix socket gets the guide's ``--socket-group`` unless ``socket_access`` says otherwise.
@@ -106,7 +88,7 @@ def start_stack(
 @pytest.fixture(scope="module", params=TRANSPORTS)
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, run_dir: Path
-) -> Iterator[Stack]:
+) -> Iterator[Stack[Apache]]:
     """One Apache and one wsgiserve per transport, shared by the tests that only send requests."""
     directory = tmp_path_factory.mktemp(f"apache-{request.param}")
     with start_stack(directory, run_dir, request.param) as started:
@@ -128,9 +110,9 @@ def test_apache_is_installed() -> None:
 # -- what the app sees of the client ----------------------------------------------------
 
 
-def test_client_seen_through_apache(stack: Stack) -> None:
-    port = stack.apache.port
-    seen = _env(f"{stack.apache.url}/env")
+def test_client_seen_through_apache(stack: Stack[Apache]) -> None:
+    port = stack.front.port
+    seen = _env(f"{stack.front.url}/env")
     assert seen["REMOTE_ADDR"] == "127.0.0.1"
     assert seen["wsgi.url_scheme"] == "http"
     assert seen["HTTP_HOST"] == f"127.0.0.1:{port}"
@@ -141,11 +123,11 @@ def test_client_seen_through_apache(stack: Stack) -> None:
     assert "HTTP_FORWARDED" not in seen
 
 
-def test_client_written_forwarding_headers_are_replaced(stack: Stack) -> None:
+def test_client_written_forwarding_headers_are_replaced(stack: Stack[Apache]) -> None:
     # Without the guide's RequestHeader lines Apache passes X-Forwarded-Proto on as the
     # client wrote it, and the app would believe the request came over https.
-    port = stack.apache.port
-    seen = _env(f"{stack.apache.url}/env", **SPOOFED)
+    port = stack.front.port
+    seen = _env(f"{stack.front.url}/env", **SPOOFED)
     assert seen["wsgi.url_scheme"] == "http"
     assert seen["SERVER_PORT"] == str(port)
     assert seen["HTTP_HOST"] == f"127.0.0.1:{port}"
@@ -160,9 +142,9 @@ def test_client_written_forwarding_headers_are_replaced(stack: Stack) -> None:
 # -- bodies -----------------------------------------------------------------------------
 
 
-def test_upload_with_100_continue(stack: Stack) -> None:
+def test_upload_with_100_continue(stack: Stack[Apache]) -> None:
     body = b"b" * 300_000
-    wire = Wire.connect("127.0.0.1", stack.apache.port)
+    wire = Wire.connect("127.0.0.1", stack.front.port)
     try:
         wire.send(
             b"POST /count HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n"
@@ -174,20 +156,22 @@ def test_upload_with_100_continue(stack: Stack) -> None:
         response = wire.read_response()
     finally:
         wire.close()
-    assert response.status == 200, stack.apache.diagnostics()
+    assert response.status == 200, stack.front.diagnostics()
     assert response.body == str(len(body)).encode()
 
 
-def test_chunked_upload(stack: Stack) -> None:
+def test_chunked_upload(stack: Stack[Apache]) -> None:
     pieces = [b"c" * 65536] * 40
-    response = httpx.post(f"{stack.apache.url}/count", content=iter(pieces), timeout=CLIENT_TIMEOUT)
-    assert response.status_code == 200, stack.apache.diagnostics()
+    response = httpx.post(f"{stack.front.url}/count", content=iter(pieces), timeout=CLIENT_TIMEOUT)
+    assert response.status_code == 200, stack.front.diagnostics()
     assert response.text == str(65536 * 40)
 
 
-def test_streamed_response_arrives_while_it_is_produced(stack: Stack, tmp_path: Path) -> None:
+def test_streamed_response_arrives_while_it_is_produced(
+    stack: Stack[Apache], tmp_path: Path
+) -> None:
     gate = tmp_path / "gate"
-    url = f"{stack.apache.url}/gated?file={gate}"
+    url = f"{stack.front.url}/gated?file={gate}"
     with httpx.stream("GET", url, timeout=CLIENT_TIMEOUT) as response:
         assert response.status_code == 200
         lines = response.iter_lines()
@@ -204,7 +188,7 @@ def test_streamed_response_arrives_while_it_is_produced(stack: Stack, tmp_path: 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_mounted_under_a_sub_path(tmp_path: Path, run_dir: Path, transport: str) -> None:
     with start_stack(tmp_path, run_dir, transport, mount="/app/") as started:
-        url = started.apache.url
+        url = started.front.url
         seen = _env(f"{url}/app/env", **SPOOFED, SCRIPT_NAME="/evil")
         root = httpx.get(f"{url}/env", timeout=CLIENT_TIMEOUT)
         counted = httpx.post(f"{url}/app/count", content=b"x" * 1000, timeout=CLIENT_TIMEOUT)
@@ -226,8 +210,8 @@ def test_unix_socket_without_socket_group_is_refused_to_apache(
     # What users saw before --socket-group: a root-owned 0755 socket, and 503 from Apache,
     # whose workers (www-data) may not connect to it.
     with start_stack(tmp_path, run_dir, "unix", socket_access=()) as started:
-        response = httpx.get(f"{started.apache.url}/env", timeout=CLIENT_TIMEOUT)
-        error_log = started.apache.error_log
+        response = httpx.get(f"{started.front.url}/env", timeout=CLIENT_TIMEOUT)
+        error_log = started.front.error_log
     assert response.status_code == 503
     assert "Permission denied" in error_log
 
@@ -236,7 +220,7 @@ def test_unix_socket_with_socket_group_reaches_apache(tmp_path: Path, run_dir: P
     with start_stack(tmp_path, run_dir, "unix") as started:
         socket_path = started.servers[0].addresses[0].removeprefix("unix:")
         info = os.stat(socket_path)
-        response = httpx.get(f"{started.apache.url}/env", timeout=CLIENT_TIMEOUT)
+        response = httpx.get(f"{started.front.url}/env", timeout=CLIENT_TIMEOUT)
     assert grp.getgrgid(info.st_gid).gr_name == web_server_group()
     assert info.st_mode & 0o777 == 0o660
     assert response.status_code == 200
@@ -269,7 +253,7 @@ def test_hup_under_load_loses_no_request(tmp_path: Path, run_dir: Path, transpor
                         return
                     try:
                         status: int | str = client.get(
-                            f"{started.apache.url}/env?sleep=0.005"
+                            f"{started.front.url}/env?sleep=0.005"
                         ).status_code
                     except httpx.HTTPError as error:
                         status = type(error).__name__
@@ -287,7 +271,7 @@ def test_hup_under_load_loses_no_request(tmp_path: Path, run_dir: Path, transpor
             thread.join(max(0.0, deadline + CLIENT_TIMEOUT - time.monotonic()))
         assert not any(t.is_alive() for t in threads), "the request loop did not finish"
         workers_after = first.worker_pids()
-        diagnostics = started.apache.diagnostics()
+        diagnostics = started.front.diagnostics()
 
     assert len(statuses) == REQUESTS, f"only {len(statuses)} requests within {LOOP_DEADLINE} s"
     failed = [status for status in statuses if status != 200]
@@ -341,7 +325,7 @@ def test_rolling_restart_of_both_instances_loses_no_request(tmp_path: Path, run_
     # this lost about one request in 1,400 with 503; with retry=0 alone about 80 in 1,900.
     # The example's retry=1 and maxattempts=3 lose none.
     with start_stack(tmp_path, run_dir, "unix", instances=2) as started:
-        loop = RequestLoop(started.apache.url)
+        loop = RequestLoop(started.front.url)
         try:
             loop.wait_for(STEP)
             for index in range(2):
@@ -355,6 +339,6 @@ def test_rolling_restart_of_both_instances_loses_no_request(tmp_path: Path, run_
                 loop.wait_for(STEP)
         finally:
             loop.stop()
-        diagnostics = started.apache.diagnostics()
+        diagnostics = started.front.diagnostics()
     failed = [status for status in loop.statuses if status != 200]
     assert not failed, f"{len(failed)} of {len(loop.statuses)} failed: {failed[:5]}\n{diagnostics}"

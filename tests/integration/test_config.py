@@ -485,7 +485,7 @@ def test_numbers_given_as_strings_convert_as_gunicorn_converts_them(tmp_path: Pa
     )
     resolved = print_config(tmp_path, APP, "-c", str(conf))
     assert (resolved["workers"], resolved["timeout"]) == (4, 60.0)
-    assert (resolved["preload_app"], resolved["umask"]) == (True, 7)
+    assert (resolved["preload_app"], resolved["umask"]) == (True, "0o007")
 
 
 def test_a_value_that_is_no_number_is_named_with_the_setting(tmp_path: Path) -> None:
@@ -498,11 +498,20 @@ def test_a_value_that_is_no_number_is_named_with_the_setting(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("flag", ["--umask", "-m"])
-@pytest.mark.parametrize(("given", "umask"), [("007", 7), ("0o22", 18), ("18", 18)])
+@pytest.mark.parametrize(("given", "umask"), [("007", "0o007"), ("0o22", "0o022"), ("18", "0o022")])
 def test_umask_flags_read_as_octal_where_written_so(
-    tmp_path: Path, flag: str, given: str, umask: int
+    tmp_path: Path, flag: str, given: str, umask: str
 ) -> None:
     assert print_config(tmp_path, APP, flag, given)["umask"] == umask
+
+
+def test_print_config_shows_modes_in_octal_and_reads_back_as_is(tmp_path: Path) -> None:
+    # 0o660 was printed as 432, which a config file then read as the mode 0o660 = 432 decimal.
+    printed = print_config(tmp_path, APP, "--socket-mode", "660", "--umask", "027")
+    assert (printed["socket_mode"], printed["umask"]) == ("0o660", "0o027")
+    conf = tmp_path / "printed.conf.py"
+    conf.write_text("".join(f"{name} = {value!r}\n" for name, value in printed.items()))
+    assert print_config(tmp_path, "-c", str(conf)) == printed
 
 
 @pytest.mark.parametrize(

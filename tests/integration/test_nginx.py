@@ -26,6 +26,7 @@ import psutil
 import pytest
 
 from .nginx_support import Nginx, nginx_binary, run_directory, start_nginx, web_server_group
+from .stack import Stack
 from .support import APPS, ServerProcess, Wire, start_server
 
 pytestmark = pytest.mark.timeout(120)
@@ -53,24 +54,6 @@ def _ipv6_loopback() -> bool:
     return True
 
 
-@dataclass
-class Stack:
-    """nginx in front of one or more wsgiserve instances."""
-
-    servers: list[ServerProcess]
-    nginx: Nginx
-
-    def __enter__(self) -> Stack:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        try:
-            self.nginx.stop()
-        finally:
-            for server in self.servers:
-                server.stop()
-
-
 @pytest.fixture(scope="module")
 def run_dir() -> Iterator[Path]:
     """The guide's /run/wsgiserve, where every unix socket here lives (see run_directory)."""
@@ -93,7 +76,7 @@ def start_stack(
     hosts: Sequence[str] = ("127.0.0.1",),
     mount: str = "/",
     socket_access: Sequence[str] | None = None,
-) -> Stack:
+) -> Stack[Nginx]:
     """Start ``instances`` wsgiserve processes (with ``extra`` flags), then nginx over them.
 
     A unix socket is set up as the README says: in ``run_dir`` with ``--socket-group`` (the
@@ -124,7 +107,7 @@ def start_stack(
 @pytest.fixture(scope="module", params=TRANSPORTS)
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, run_dir: Path
-) -> Iterator[Stack]:
+) -> Iterator[Stack[Nginx]]:
     """One nginx and one wsgiserve per transport, shared by the tests that only send requests."""
     directory = tmp_path_factory.mktemp(f"nginx-{request.param}")
     with start_stack(directory, run_dir, request.param) as started:
@@ -143,19 +126,19 @@ def test_nginx_is_installed() -> None:
     assert Path(nginx_binary()).exists()
 
 
-def test_nginx_inherits_non_blocking_listening_sockets(stack: Stack) -> None:
+def test_nginx_inherits_non_blocking_listening_sockets(stack: Stack[Nginx]) -> None:
     # O_NONBLOCK belongs to the open file, which nginx shares with us: a blocking one lets a
     # worker hang in accept4() with the requests it holds (seen as a rare 30 s ReadTimeout).
-    assert stack.nginx.sockets
-    assert not any(os.get_blocking(sock.fileno()) for sock in stack.nginx.sockets)
+    assert stack.front.sockets
+    assert not any(os.get_blocking(sock.fileno()) for sock in stack.front.sockets)
 
 
 # -- what the app sees of the client ----------------------------------------------------
 
 
-def test_client_seen_through_nginx(stack: Stack) -> None:
-    port = stack.nginx.port
-    seen = _env(stack.nginx.url)
+def test_client_seen_through_nginx(stack: Stack[Nginx]) -> None:
+    port = stack.front.port
+    seen = _env(stack.front.url)
     assert seen["REMOTE_ADDR"] == "127.0.0.1"
     assert seen["REMOTE_PORT"] == "0"  # X-Forwarded-For carries no port
     assert seen["wsgi.url_scheme"] == "http"
@@ -168,9 +151,9 @@ def test_client_seen_through_nginx(stack: Stack) -> None:
     assert "HTTP_FORWARDED" not in seen
 
 
-def test_client_written_forwarding_headers_from_a_trusted_address(stack: Stack) -> None:
-    port = stack.nginx.port
-    seen = _env(stack.nginx.url, **SPOOFED)
+def test_client_written_forwarding_headers_from_a_trusted_address(stack: Stack[Nginx]) -> None:
+    port = stack.front.port
+    seen = _env(stack.front.url, **SPOOFED)
     # nginx appends the client's address: the chain is "6.6.6.6, 127.0.0.1". wsgiserve takes
     # the right-most hop that is not a trusted proxy. The client here connects from
     # 127.0.0.1, which is also a trusted proxy by default (nginx's own address), so nothing
@@ -189,10 +172,10 @@ def test_client_written_forwarding_headers_from_a_trusted_address(stack: Stack) 
     assert "HTTP_FORWARDED" not in seen
 
 
-def test_request_without_host_passes_no_client_forwarded_host(stack: Stack) -> None:
+def test_request_without_host_passes_no_client_forwarded_host(stack: Stack[Nginx]) -> None:
     # Without a Host header $http_host is empty and nginx sends no X-Forwarded-Host; the
     # client's own must not go through in its place.
-    wire = Wire.connect("127.0.0.1", stack.nginx.port)
+    wire = Wire.connect("127.0.0.1", stack.front.port)
     try:
         wire.send(b"GET /env HTTP/1.0\r\nX-Forwarded-Host: evil.example\r\n\r\n")
         response = wire.read_response()
@@ -202,7 +185,7 @@ def test_request_without_host_passes_no_client_forwarded_host(stack: Stack) -> N
     seen = json.loads(response.body)
     assert "HTTP_X_FORWARDED_HOST" not in seen
     assert seen["HTTP_HOST"] == "localhost"  # nginx's $host: the server_name
-    assert seen["SERVER_PORT"] == str(stack.nginx.port)
+    assert seen["SERVER_PORT"] == str(stack.front.port)
 
 
 @pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback (::1) here")
@@ -220,8 +203,8 @@ def test_client_written_forwarding_headers_from_an_untrusted_address(
         hosts=("::1",),
     )
     with started:
-        port = started.nginx.port_of("::1")
-        seen = _env(started.nginx.urls["::1"], **SPOOFED)
+        port = started.front.port_of("::1")
+        seen = _env(started.front.urls["::1"], **SPOOFED)
     assert seen["REMOTE_ADDR"] == "::1"
     assert seen["REMOTE_PORT"] == "0"
     assert seen["HTTP_X_FORWARDED_FOR"] == "6.6.6.6, ::1"
@@ -239,7 +222,7 @@ def test_client_written_forwarding_headers_from_an_untrusted_address(
 def test_mounted_under_a_sub_path(tmp_path: Path, run_dir: Path, transport: str) -> None:
     # location /app/ { proxy_pass http://wsgiserve; } passes /app/... on as it is.
     with start_stack(tmp_path, run_dir, transport, mount="/app/") as started:
-        url = started.nginx.url
+        url = started.front.url
         seen = _env(url.rstrip("/") + "/app", **{"X-Forwarded-Prefix": "/evil"})
         outside = httpx.get(f"{url}/env", timeout=CLIENT_TIMEOUT)
     assert (seen["SCRIPT_NAME"], seen["PATH_INFO"]) == ("/app", "/env")
@@ -256,8 +239,8 @@ def test_unix_socket_without_socket_group_is_refused_to_nginx(
     # The guide followed before --socket-group: a root-owned 0755 socket, and 502 from
     # nginx, whose workers (www-data) may not connect to it.
     with start_stack(tmp_path, run_dir, "unix", socket_access=()) as started:
-        response = httpx.get(f"{started.nginx.url}/env", timeout=CLIENT_TIMEOUT)
-        error_log = started.nginx.error_log
+        response = httpx.get(f"{started.front.url}/env", timeout=CLIENT_TIMEOUT)
+        error_log = started.front.error_log
     assert response.status_code == 502
     assert "Permission denied" in error_log
 
@@ -265,7 +248,7 @@ def test_unix_socket_without_socket_group_is_refused_to_nginx(
 def test_unix_socket_with_socket_group_reaches_nginx(tmp_path: Path, run_dir: Path) -> None:
     with start_stack(tmp_path, run_dir, "unix") as started:
         info = os.stat(started.servers[0].addresses[0].removeprefix("unix:"))
-        response = httpx.get(f"{started.nginx.url}/env", timeout=CLIENT_TIMEOUT)
+        response = httpx.get(f"{started.front.url}/env", timeout=CLIENT_TIMEOUT)
     assert grp.getgrgid(info.st_gid).gr_name == web_server_group()
     assert info.st_mode & 0o777 == 0o660
     assert response.status_code == 200
@@ -281,19 +264,19 @@ def _pieces(total: int, size: int = MIB) -> Iterator[bytes]:
         yield piece
 
 
-def test_upload_100_mib_streamed(stack: Stack) -> None:
+def test_upload_100_mib_streamed(stack: Stack[Nginx]) -> None:
     size = 100 * MIB
     # A generator body: httpx sends it chunked, and nginx passes it on as it arrives.
-    response = httpx.post(f"{stack.nginx.url}/count", content=_pieces(size), timeout=CLIENT_TIMEOUT)
-    assert response.status_code == 200, stack.nginx.diagnostics()
+    response = httpx.post(f"{stack.front.url}/count", content=_pieces(size), timeout=CLIENT_TIMEOUT)
+    assert response.status_code == 200, stack.front.diagnostics()
     assert response.text == str(size)
 
 
-def test_download_50_mib_streamed(stack: Stack) -> None:
+def test_download_50_mib_streamed(stack: Stack[Nginx]) -> None:
     size = 50 * MIB
     received = 0
     foreign = 0
-    with httpx.stream("GET", f"{stack.nginx.url}/big?mb=50", timeout=CLIENT_TIMEOUT) as response:
+    with httpx.stream("GET", f"{stack.front.url}/big?mb=50", timeout=CLIENT_TIMEOUT) as response:
         assert response.status_code == 200
         assert response.headers["content-length"] == str(size)
         for chunk in response.iter_raw():
@@ -347,7 +330,7 @@ def test_sigterm_to_one_of_two_instances_loses_no_request(
         def request(client: httpx.Client) -> None:
             after_exit = first_gone.is_set()
             try:
-                response = client.get(f"{started.nginx.url}/env?sleep=0.01")
+                response = client.get(f"{started.front.url}/env?sleep=0.01")
                 pid = response.json()["pid"] if response.status_code == 200 else None
                 outcome = Outcome(response.status_code, pid, after_exit)
             except httpx.HTTPError as error:
@@ -377,7 +360,7 @@ def test_sigterm_to_one_of_two_instances_loses_no_request(
         for thread in threads:
             thread.join(max(0.0, deadline + CLIENT_TIMEOUT - time.monotonic()))
         assert not any(t.is_alive() for t in threads), "the request loop did not finish"
-        first_log, diagnostics = first.log.text, started.nginx.diagnostics()
+        first_log, diagnostics = first.log.text, started.front.diagnostics()
 
     late_count = sum(o.after_exit for o in outcomes)
     assert late_count >= AFTER_EXIT, f"{late_count} requests after the exit in {LOOP_DEADLINE} s"

@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import sys
 import threading
 from pathlib import Path
@@ -79,6 +80,19 @@ def test_background_server_hands_back_a_listening_address() -> None:
         assert httpx.get(server.url + "/hello", timeout=5).status_code == 200
     with pytest.raises(httpx.ConnectError):  # stopped at the end of the block
         httpx.get(server.url + "/hello", timeout=2)
+
+
+@pytest.mark.parametrize("mode", ["660", "0o660"])
+def test_socket_mode_as_text_is_octal_as_in_a_config_file(tmp_path: Path, mode: str) -> None:
+    sock = tmp_path / "app.sock"
+    with wsgiserve.background_server(
+        plain_app, bind=[f"unix:{sock}"], socket_mode=mode, threads=2
+    ) as server:
+        permissions = stat.S_IMODE(os.stat(sock).st_mode)
+        transport = httpx.HTTPTransport(uds=str(sock))
+        with httpx.Client(transport=transport) as client:
+            status = client.get("http://localhost/hello", timeout=5).status_code
+    assert (permissions, status) == (0o660, 200), server.url
 
 
 def test_background_server_reports_a_port_in_use() -> None:

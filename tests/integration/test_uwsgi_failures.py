@@ -16,19 +16,16 @@ import httpx
 import pytest
 
 from .nginx_support import run_directory
-from .test_uwsgi_frontends import CLIENT_TIMEOUT, Stack
+from .test_uwsgi_frontends import CLIENT_TIMEOUT, UwsgiStack, start_stack
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
-def tcp_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with run_directory() as run_dir:
-        started = Stack(tmp_path_factory.mktemp("uwsgi-fail"), run_dir, "nginx", "tcp")
-        try:
-            yield started
-        finally:
-            started.stop()
+def tcp_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UwsgiStack]:
+    directory = tmp_path_factory.mktemp("uwsgi-fail")
+    with run_directory() as run_dir, start_stack(directory, run_dir, "nginx", "tcp") as started:
+        yield started
 
 
 def fetch(url: str) -> bytes:
@@ -37,11 +34,11 @@ def fetch(url: str) -> bytes:
         return response.read()
 
 
-def test_app_failing_mid_stream_breaks_the_clients_response(tcp_stack: Stack) -> None:
+def test_app_failing_mid_stream_breaks_the_clients_response(tcp_stack: UwsgiStack) -> None:
     with pytest.raises(httpx.RemoteProtocolError):
         fetch(f"{tcp_stack.url}/fail")
 
 
-def test_the_next_request_is_served(tcp_stack: Stack) -> None:
+def test_the_next_request_is_served(tcp_stack: UwsgiStack) -> None:
     response = httpx.get(f"{tcp_stack.url}/env", timeout=CLIENT_TIMEOUT)
     assert response.status_code == 200

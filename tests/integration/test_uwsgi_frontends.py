@@ -13,13 +13,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeAlias
 
 import httpx
 import pytest
 
 from .apache_support import Apache, start_apache
 from .nginx_support import Nginx, fill_template, run_directory, start_nginx, web_server_group
-from .support import APPS, REPO_ROOT, ServerProcess, start_server
+from .stack import Stack
+from .support import APPS, REPO_ROOT, start_server
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,46 +33,39 @@ APACHE_MODULES = [("proxy_uwsgi", "mod_proxy_uwsgi")]
 UWSGI_PARAMS = Path("/etc/nginx/uwsgi_params")  # Debian's nginx-common ships it
 CLIENT_TIMEOUT = 30.0  # seconds, for any one request through nginx
 MB = 1_000_000
+UwsgiStack: TypeAlias = Stack[Nginx | Apache]
 
 
-class Stack:
+def start_stack(directory: Path, run_dir: Path, front: str, transport: str) -> UwsgiStack:
     """A web server (``nginx`` or ``apache``) in front of one wsgiserve with a uwsgi bind."""
-
-    def __init__(self, directory: Path, run_dir: Path, front: str, transport: str) -> None:
-        # A unix socket as the guides set it up: the web server's workers run as www-data.
-        if transport == "unix":
-            bind = f"uwsgi:unix:{run_dir / 'uwsgi.sock'}"
-            flags: tuple[str, ...] = ("--socket-group", web_server_group())
+    # A unix socket as the guides set it up: the web server's workers run as www-data.
+    if transport == "unix":
+        bind = f"uwsgi:unix:{run_dir / 'uwsgi.sock'}"
+        flags: tuple[str, ...] = ("--socket-group", web_server_group())
+    else:
+        bind, flags = "uwsgi://127.0.0.1:0", ()
+    server = start_server(APP, *flags, binds=(bind,))
+    started: Nginx | Apache
+    try:
+        address = server.addresses[0].removeprefix("uwsgi:").removeprefix("//")
+        if front == "nginx":
+            started = start_nginx(
+                directory / "nginx", [address], template=NGINX_SITE, includes=[UWSGI_PARAMS]
+            )
         else:
-            bind, flags = "uwsgi://127.0.0.1:0", ()
-        self.server: ServerProcess = start_server(APP, *flags, binds=(bind,))
-        self.front: Nginx | Apache
-        try:
-            address = self.server.addresses[0].removeprefix("uwsgi:").removeprefix("//")
-            if front == "nginx":
-                self.front = start_nginx(
-                    directory / "nginx", [address], template=NGINX_SITE, includes=[UWSGI_PARAMS]
-                )
-            else:
-                target = (
-                    f"{address}|uwsgi://wsgiserve/"
-                    if address.startswith("unix:")
-                    else f"uwsgi://{address}/"
-                )
-                site = fill_template(
-                    APACHE_SITE.read_text(), {"WSGISERVE": [target], "LISTEN": ["@LISTEN@"]}
-                )
-                self.front = start_apache(directory / "apache", site, modules=APACHE_MODULES)
-        except BaseException:
-            self.server.stop()
-            raise
-        self.url = self.front.url
-
-    def stop(self) -> None:
-        try:
-            self.front.stop()
-        finally:
-            self.server.stop()
+            target = (
+                f"{address}|uwsgi://wsgiserve/"
+                if address.startswith("unix:")
+                else f"uwsgi://{address}/"
+            )
+            site = fill_template(
+                APACHE_SITE.read_text(), {"WSGISERVE": [target], "LISTEN": ["@LISTEN@"]}
+            )
+            started = start_apache(directory / "apache", site, modules=APACHE_MODULES)
+    except BaseException:
+        server.stop()
+        raise
+    return Stack([server], started)
 
 
 @pytest.fixture(
@@ -80,23 +75,18 @@ class Stack:
 )
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
+) -> Iterator[UwsgiStack]:
     front, transport = request.param
-    with run_directory() as run_dir:
-        started = Stack(
-            tmp_path_factory.mktemp(f"uwsgi-{front}-{transport}"), run_dir, front, transport
-        )
-        try:
-            yield started
-        finally:
-            started.stop()
+    directory = tmp_path_factory.mktemp(f"uwsgi-{front}-{transport}")
+    with run_directory() as run_dir, start_stack(directory, run_dir, front, transport) as started:
+        yield started
 
 
 def test_debian_ships_uwsgi_params() -> None:
     assert UWSGI_PARAMS.is_file(), "nginx-common's uwsgi_params is missing: apt-get install nginx"
 
 
-def test_get_with_client_address_and_scheme(stack: Stack) -> None:
+def test_get_with_client_address_and_scheme(stack: UwsgiStack) -> None:
     response = httpx.get(
         f"{stack.url}/env?a=1&b=%C3%A9",
         headers={"X-Forwarded-Proto": "https", "X-Custom": "yes"},
@@ -118,7 +108,7 @@ def test_get_with_client_address_and_scheme(stack: Stack) -> None:
     assert "server" in response.headers  # a real HTTP answer passed through
 
 
-def test_form_post(stack: Stack) -> None:
+def test_form_post(stack: UwsgiStack) -> None:
     response = httpx.post(
         f"{stack.url}/env", data={"name": "Zoë", "n": "3"}, timeout=CLIENT_TIMEOUT
     )
@@ -128,7 +118,7 @@ def test_form_post(stack: Stack) -> None:
     assert seen["form"] == {"name": ["Zoë"], "n": ["3"]}
 
 
-def test_upload_5_mb(stack: Stack) -> None:
+def test_upload_5_mb(stack: UwsgiStack) -> None:
     body = bytes(range(256)) * (5 * MB // 256)
 
     def pieces() -> Iterator[bytes]:
@@ -144,7 +134,7 @@ def test_upload_5_mb(stack: Stack) -> None:
     assert response.json() == {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
 
 
-def test_streamed_response_arrives_progressively(stack: Stack, tmp_path: Path) -> None:
+def test_streamed_response_arrives_progressively(stack: UwsgiStack, tmp_path: Path) -> None:
     marker = tmp_path / "go"
     with httpx.stream(
         "GET", f"{stack.url}/stream", params={"marker": str(marker)}, timeout=CLIENT_TIMEOUT
@@ -155,13 +145,13 @@ def test_streamed_response_arrives_progressively(stack: Stack, tmp_path: Path) -
         assert list(lines) == ["second"]
 
 
-def test_sub_path_mount(stack: Stack) -> None:
+def test_sub_path_mount(stack: UwsgiStack) -> None:
     response = httpx.get(f"{stack.url}/sub/env", timeout=CLIENT_TIMEOUT)
     seen = response.json()
     assert (seen["SCRIPT_NAME"], seen["PATH_INFO"]) == ("/sub", "/env")
 
 
-def test_code_loading_vars_never_reach_the_app(stack: Stack) -> None:
+def test_code_loading_vars_never_reach_the_app(stack: UwsgiStack) -> None:
     # A client cannot set uwsgi vars through nginx; its header becomes HTTP_UWSGI_FILE,
     # which is only a header. No UWSGI_* key reaches the environ.
     response = httpx.get(

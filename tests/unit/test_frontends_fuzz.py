@@ -20,7 +20,7 @@ from tests.support.sink import Sink
 from tests.support.uwsgi_client import packet, request_vars
 from wsgiserve.environ import Environ, connection_environ, server_environ
 from wsgiserve.errors import BadRequest, HTTPError, UnexpectedProxyHeader
-from wsgiserve.parser import Parser, RequestSink
+from wsgiserve.parser import Parser, RequestParser, RequestSink
 from wsgiserve.proxy import TrustedProxies
 from wsgiserve.proxy_protocol import V2_SIGNATURE, ProxyPreamble, parse_v1, parse_v2
 from wsgiserve.settings import Settings
@@ -39,8 +39,6 @@ def uwsgi(sink: RequestSink, environ_base: Environ) -> Parser:
 
 
 def http(sink: RequestSink, environ_base: Environ) -> Parser:
-    from wsgiserve.parser import RequestParser
-
     return RequestParser(sink, SETTINGS, environ_base, TrustedProxies.parse(""), HEAD_LIMIT)
 
 

@@ -138,42 +138,10 @@ def test_a_burst_fills_every_thread_and_never_more(
         "busy": threads,
         "idle": 0,
         "waiting": threads * 2,
-        "parked": 0,
     }
     gate.release()
     assert gate.wait_started(threads * 3)
     assert gate.most == threads
-
-
-def test_admit_parks_callers_beyond_the_bound_until_a_job_finishes(
-    loop: FakeLoop, pools: list[WorkerPool[Any]]
-) -> None:
-    gate = Gate()
-    pool = make_pool(pools, loop, lambda job: gate.run(), threads=1, max_waiting=1)
-    admitted: list[int] = []
-
-    def waiter(job: int) -> Callable[[], None]:
-        def admitted_now() -> None:  # like the protocol: submit as soon as admitted
-            admitted.append(job)
-            pool.submit(job)
-
-        return admitted_now
-
-    assert pool.admit(waiter(-1))
-    pool.submit(1)
-    assert pool.admit(waiter(-1))
-    pool.submit(2)
-    assert not pool.admit(waiter(3))
-    assert not pool.admit(waiter(4))
-    assert pool.statistics()["parked"] == 2
-    assert admitted == []
-    pool.finished()
-    assert admitted == [3]  # one slot freed: one waiter admitted
-    assert pool.statistics()["parked"] == 1
-    pool.finished()
-    assert admitted == [3, 4]
-    assert pool.statistics()["parked"] == 0
-    gate.release()
 
 
 def test_posts_share_one_wakeup_until_the_loop_drains(

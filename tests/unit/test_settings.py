@@ -126,6 +126,24 @@ def test_text_values_convert_as_gunicorn_converts_them(
 
 
 @pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("socket_mode", "660", 0o660),
+        ("socket_mode", "0o660", 0o660),
+        ("socket_mode", 0o660, 0o660),
+        ("umask", "007", 0o007),
+        ("umask", "0o027", 0o027),
+        ("umask", 18, 18),
+    ],
+)
+def test_modes_given_to_the_python_api_as_text_read_as_a_config_file_reads_them(
+    name: str, text: object, expected: int
+) -> None:
+    # serve(socket_mode="660") as a config file spells it: not a TypeError, not decimal.
+    assert getattr(Settings.from_mapping({name: text}), name) == expected
+
+
+@pytest.mark.parametrize(
     ("values", "message"),
     [
         ({"syslog_facility": "locl0"}, "not a syslog facility"),
