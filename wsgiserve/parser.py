@@ -280,13 +280,9 @@ class RequestParser:
                 self._begin = self._body_left
         else:
             self._begin = 0
-            if self.in_head:  # the head began in an earlier piece
-                if piece[:1] in _CR_LF and len(piece) > 1:
-                    self._feed_head_end(piece)
-                    return
-                if len(self._line) <= self._line_limit:
-                    self._line += piece
             self._head_bytes += len(piece)
+            if self.in_head and len(self._line) <= self._line_limit:
+                self._line += piece  # the head began in an earlier piece
         self._chunk = piece
         self._event = False
         try:
@@ -331,16 +327,6 @@ class RequestParser:
         self._on_message_end()
         if len(body) < len(piece) and not self.stopped:
             self._feed(piece[len(body) :])  # the start of the next request
-
-    def _feed_head_end(self, piece: bytes) -> None:
-        """The CRLFCRLF ending a head may straddle reads: its CR and LF bytes are fed one by
-        one, so that a chunked body never starts inside a piece `_lines` has not seen."""
-        for at in range(1, 4):
-            self._feed(piece[at - 1 : at])
-            if not self.in_head or self.stopped or piece[at : at + 1] not in _CR_LF:
-                break
-        if piece[at:] and not self.stopped:
-            self._feed(piece[at:])
 
     def _refuse(self, error: HTTPError, in_body: bool) -> None:
         error.head_request = self.head_method
