@@ -10,6 +10,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from . import affinity
+
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 THREAD_POLICIES = ("batch", "normal")
 PROTOCOLS = ("http", "uwsgi")
@@ -465,6 +467,17 @@ class Settings:
         "1024s), as uWSGI's reload-on-rss. Checked on each heartbeat; Linux only. 0: never.",
         section="workers",
     )
+    cpu_affinity: str = _setting(
+        "auto",
+        "--cpu-affinity",
+        metavar="N",
+        help="Pin each worker process to CPUs (Linux), as uWSGI's cpu-affinity: N CPUs per "
+        "worker, handed out in turn; auto: one per worker when there are at least as many "
+        "workers as CPUs (its threads then share the GIL on one core instead of waking each "
+        "other across cores: about twice the throughput with -w 2 on two cores); off: the "
+        "kernel decides.",
+        section="workers",
+    )
     preload_app: bool = _setting(
         False,
         "--preload",
@@ -713,6 +726,8 @@ class Settings:
                 raise ValueError(f"{name} must not be negative")
         if self.backlog < 1:
             raise ValueError(f"backlog must be at least 1, not {self.backlog}")
+        object.__setattr__(self, "cpu_affinity", str(self.cpu_affinity).lower())
+        affinity.check(self.cpu_affinity)
         if self.thread_policy not in THREAD_POLICIES:
             raise ValueError(f"thread_policy must be one of {', '.join(THREAD_POLICIES)}")
         object.__setattr__(self, "reload_extra_files", tuple(self.reload_extra_files))

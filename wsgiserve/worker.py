@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import uvloop
 
-from . import logs, tls
+from . import affinity, logs, tls
 from .balance import SharedCounts
 from .call import App
 from .config import Hooks
@@ -129,6 +129,8 @@ def _serve(
 ) -> int:
     heartbeat_fd, ask_fd = pipes
     reset_signals()
+    # First, while this process has one thread: the app's and the pool's threads inherit it.
+    affinity.pin_worker(settings.cpu_affinity, settings.workers, share[1] if share else -1)
     # A plain handler, not the loop's: the supervisor sends ABRT because the loop is stuck,
     # and Python runs this on the main thread even then (between bytecodes, or when a
     # blocking call is interrupted).

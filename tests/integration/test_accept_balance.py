@@ -13,6 +13,7 @@ import json
 import re
 import signal
 import socket
+import time
 
 import pytest
 
@@ -26,10 +27,12 @@ WAIT = 20.0  # seconds, for workers to boot
 BURST = 32
 
 
-def _burst(server: ServerProcess, path: str = "/env") -> collections.Counter[int]:
-    """Open `BURST` connections at once, then ask each which worker holds it."""
+def _burst(
+    server: ServerProcess, path: str = "/env", count: int = BURST
+) -> collections.Counter[int]:
+    """Open `count` connections at once, then ask each which worker holds it."""
     host, port = server.host_port
-    sockets = [socket.create_connection((host, port), timeout=30) for _ in range(BURST)]
+    sockets = [socket.create_connection((host, port), timeout=30) for _ in range(count)]
     try:
         for sock in sockets:
             sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
@@ -45,10 +48,21 @@ def _burst(server: ServerProcess, path: str = "/env") -> collections.Counter[int
             sock.close()
 
 
+def _serving(server: ServerProcess, workers: set[int]) -> bool:
+    """Whether every worker has answered a request (a worker still loading its app takes
+    no connection by design; "Booting" is logged before it loads)."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + WAIT
+    while seen != workers and time.monotonic() < deadline:
+        seen.update(_burst(server, count=4))
+    return seen == workers
+
+
 def test_a_burst_of_connections_is_shared_by_the_workers() -> None:
     server = start_server(APP, "-w", "2")
     try:
         workers = {int(m[1]) for m in server.log.wait_for(BOOTING, count=2, timeout=WAIT)}
+        assert _serving(server, workers), "a worker never answered"
         for _ in range(3):
             pids = _burst(server)
             assert set(pids) == workers, f"{pids} from workers {workers}"

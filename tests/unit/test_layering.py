@@ -22,6 +22,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "version",
         "errors",
         "state",
+        "affinity",
         "settings",
         "proxy",
         "environ",
