@@ -4,7 +4,8 @@
 llhttp leaves to us (the request line's protocol, the limits, `validate.py`'s
 rules), builds each request's environ, and reports to a `RequestSink` with plain
 arguments. It knows nothing of transports, timers, threads or the pipeline; the
-connection decides what to do with each report.
+connection decides what to do with each report. A chunked body passes through
+`chunk_lines.py` first, which removes the BWS llhttp refuses in chunk extensions.
 
 Bounded work per connection, whatever arrives: a head is refused past its limit
 (431); a chunk-size line (with its extensions) longer than
@@ -23,6 +24,7 @@ import httptools
 
 from . import validate
 from .body import EMPTY_BODY
+from .chunk_lines import ChunkLines, ChunkLineTooLong
 from .environ import Environ, request_environ, request_id
 from .errors import (
     BadRequest,
@@ -120,6 +122,8 @@ def _field_too_large(headers: list[tuple[bytes, bytes]], limit: int) -> bool:
 
 
 class RequestParser:
+    _lines: ChunkLines  # a chunked body's framing: made for each, touched by nothing else
+
     __slots__ = (
         "_begin",
         "_body_left",
@@ -138,6 +142,7 @@ class RequestParser:
         "_length",
         "_line",
         "_line_limit",
+        "_lines",
         "_method",
         "_on_head",
         "_on_message_end",
@@ -263,8 +268,16 @@ class RequestParser:
                 self._take_body(piece)
                 return
             # A message after a Content-Length body starts right where the body ends; after
-            # a chunked one, the piece can only start with the CR/LF left of its end.
-            self._begin = self._body_left if self._length is not None else 0
+            # a chunked one, after its last chunk's line.
+            if self._length is None:
+                try:
+                    piece = self._lines.feed(piece)
+                except ChunkLineTooLong:
+                    self._refuse(BadRequest("chunk-size line too long"), True)
+                    return
+                self._begin = self._lines.begin
+            else:
+                self._begin = self._body_left
         else:
             self._begin = 0
             self._head_bytes += len(piece)
@@ -283,6 +296,9 @@ class RequestParser:
         if self.stopped:
             return
         if self._in_body:
+            if self._length is None and not self._lines.settled(self._body_received):
+                self._refuse(BadRequest("malformed chunked body"), True)
+                return
             self._gap = 0 if self._event else self._gap + len(piece)
             if self._gap > self._settings.limit_request_field_size:
                 if self._in_trailers:
@@ -422,6 +438,8 @@ class RequestParser:
                 self._error = PayloadTooLarge(f"request body over {limit} bytes")
                 raise _Stop
             self._in_body = True
+            if length is None:
+                self._lines = ChunkLines(settings.limit_request_field_size)
             self._gap = 0
             self._body_received = 0
             self._body_left = length or 0
@@ -463,6 +481,11 @@ class RequestParser:
 
     def on_chunk_complete(self) -> None:
         self._event = True
+        # No data since the size line: the last chunk, and the message ends now. Checked
+        # here, not in `on_message_complete`, which every request pays for.
+        if self._in_trailers and not self._lines.finished(self._body_received):
+            self._error = BadRequest("malformed chunked body")
+            raise _Stop
         self._in_trailers = False
 
     def on_message_complete(self) -> None:

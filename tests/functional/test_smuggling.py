@@ -229,6 +229,15 @@ CHUNK_FRAMING = [
     body("data-followed-by-bare-lf", chunked(b"5\r\nhello\n0\r\n\r\n")),
     body("data-followed-by-bare-cr", chunked(b"5\r\nhello\r0\r\n\r\n")),
     body("size-line-bare-lf", chunked(b"5\nhello\r\n0\r\n\r\n")),
+    # BWS is allowed only before ";" and around "=" of an extension: these lines keep it
+    # where the grammar does not, so llhttp sees them unchanged and refuses them.
+    body("size-sp-without-extension", chunked(b"5 \r\nhello\r\n0\r\n\r\n"), bytewise=True),
+    body("size-sp-then-garbage", chunked(b"5 x\r\nhello\r\n0\r\n\r\n")),
+    body("ext-sp-after-name", chunked(b"5 ; a \r\nhello\r\n0\r\n\r\n")),
+    body("ext-bws-not-a-token", chunked(b"5 ; a(b\r\nhello\r\n0\r\n\r\n")),
+    body("ext-bws-sp-in-value", chunked(b"5 ; a = b c\r\nhello\r\n0\r\n\r\n")),
+    body("ext-bws-bare-lf", chunked(b"5 ; a\nhello\r\n0\r\n\r\n"), bytewise=True),
+    body("last-chunk-sp-without-extension", chunked(b"5\r\nhello\r\n0 \r\n\r\n")),
     body("last-chunk-bare-lf", chunked(b"5\r\nhello\r\n0\n\r\n")),
     body(
         "trailer-content-length",
@@ -470,6 +479,23 @@ GOOD = [
     ),
     Good("chunk-ext-quoted-value", chunked(b'5;name="a b"\r\nhello\r\n0\r\n\r\n'), b"hello"),
     Good("chunk-ext-on-last-chunk", chunked(b"5\r\nhello\r\n0;name=value\r\n\r\n"), b"hello"),
+    # RFC 9112 §7.1.1: BWS before ";" and around "=" (gunicorn's valid/013 and more).
+    Good(
+        "chunk-ext-bws",
+        chunked(b"5; some; parameters=stuff\r\nhello\r\n6\t;\ta = b\r\n world\r\n0\r\n\r\n"),
+        b"hello world",
+        bytewise=True,
+    ),
+    Good("chunk-ext-bws-quoted", chunked(b'5 ; q = "a ; 0 b"\r\nhello\r\n0\r\n\r\n'), b"hello"),
+    Good(
+        "chunk-ext-bws-last-chunk-and-trailer",
+        chunked(b"5\r\nhello\r\n0 ; a = b\r\nX-Checksum: 1\r\n\r\n"),
+        b"hello",
+        absent=("HTTP_X_CHECKSUM",),
+        bytewise=True,
+    ),
+    # Chunk data that reads like a size line with BWS is data, byte for byte.
+    Good("chunk-data-like-a-bws-line", chunked(b"7 ; a\r\n1 ; a\r\n\r\n0\r\n\r\n"), b"1 ; a\r\n"),
     Good("chunk-size-leading-zeros", chunked(b"005\r\nhello\r\n0\r\n\r\n"), b"hello"),
     Good("chunk-size-upper-hex", chunked(b"A\r\n0123456789\r\n0\r\n\r\n"), b"0123456789"),
     Good(

@@ -43,6 +43,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "demo",
         "throttle",
         "balance",
+        "chunk_lines",
     ),
     # The app-thread side and the hop: what a worker thread runs, and the pool.
     "app-thread": ("body", "flow", "pool", "exchange", "response", "call"),
