@@ -10,8 +10,8 @@ without dropping a request.  TTIN / TTOU: one worker more / less.
 USR1: reopen log files (here and in every worker).  CHLD: reap, and replace.
 
 What the supervisor knows of each worker (heartbeats, deadlines, why it exited, the
-back-off before a respawn) is kept in `roster`. `wsgiserve status` asks each worker for a
-fresh snapshot and waits up to `STATUS_WAIT` for the answers.
+back-off before a respawn) is kept in `roster`. `wsgiserve status` and each /metrics
+scrape ask every worker for a fresh snapshot and wait up to `STATUS_WAIT` for the answers.
 """
 
 from __future__ import annotations
@@ -179,6 +179,9 @@ class Supervisor:
         }
 
     def metrics(self) -> str:
+        # Asked now, as `status` is: a heartbeat is up to a second old, and a scrape right
+        # after traffic missed that second's requests.
+        self._roster.refresh(STATUS_WAIT)
         snapshots = [
             {**w.snapshot, "pid": w.pid}
             for w in self.workers.values()

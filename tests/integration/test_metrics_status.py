@@ -86,6 +86,22 @@ def test_metrics_scrape_cleanly_per_worker_and_summed() -> None:
         assert server.stop() == 0
 
 
+def test_a_scrape_counts_the_requests_answered_just_before_it() -> None:
+    # Each scrape asks the workers, as `status` does: a heartbeat is up to a second old,
+    # and a scrape right after traffic missed the requests of that second.
+    server = start_server(APP, "-w", "2", "--metrics-bind", "127.0.0.1:0")
+    try:
+        url = metrics_url(server)
+        wait_for_beats(server, url, lambda t: samples(t).get(("wsgiserve_workers", ())) == 2)
+        for _ in range(10):
+            assert httpx.get(server.url + "/hello", timeout=5).status_code == 200
+        found = samples(httpx.get(url, timeout=5).text)  # one scrape, at once
+        key = ("wsgiserve_requests_total", (("method", "GET"), ("status", "2xx")))
+        assert found.get(key) == 10
+    finally:
+        assert server.stop() == 0
+
+
 def test_worker_restarts_are_counted_by_reason() -> None:
     server = start_server(APP, "-w", "1", "--max-requests", "2", "--metrics-bind", "127.0.0.1:0")
     try:
