@@ -6,13 +6,15 @@ STAMP  := $(VENV)/.installed-test
 RUNSTAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install run test test-tools lint bench-quick bench fuzz clean dist
+.PHONY: help install run test test-tools lint compiled test-compiled bench-quick bench fuzz clean dist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help:
 	@echo "make run          serve the demo app on http://127.0.0.1:8000"
 	@echo "make test         lint (ruff, mypy), the whole test suite, functional tests in asyncio debug"
 	@echo "make lint         ruff (check and format) and mypy only"
+	@echo "make compiled     the optional compiled build (mypyc) into build/compiled; see the README"
+	@echo "make test-compiled  the test suite again, on the compiled build"
 	@echo "make bench-quick  wsgiserve vs a do-nothing uvloop+httptools responder (needs 2 cores)"
 	@echo "make bench        wsgiserve vs gunicorn, waitress, granian and others (~15 min)"
 	@echo "make dist         build the sdist and the wheel (wsgiserve-server) into dist/"
@@ -63,6 +65,23 @@ test: lint test-tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 	$(if $(PYTEST_ARGS),,PYTHONASYNCIODEBUG=1 $(BIN)/pytest -q tests/functional)
 
+# The optional compiled build: the request path compiled with mypyc, beside the rest of the
+# package in build/compiled (never in the source tree, where an edited .py would be shadowed
+# by a stale .so). PYTHONPATH puts it first; pytest's append mode, and PYTHONSAFEPATH for
+# the `python -m wsgiserve` subprocesses the tests start in the checkout, keep the checkout
+# behind it. WSGISERVE_EXPECT_COMPILED makes the suite check that the compiled modules are
+# the ones it imported (tests/unit/test_build_info.py, test_cli.py's test_version).
+COMPILED := build/compiled
+
+compiled: $(STAMP)
+	rm -rf $(COMPILED) build/compiled-temp
+	WSGISERVE_COMPILE=1 $(BIN)/python setup.py -q build --build-lib $(COMPILED) \
+	  --build-temp build/compiled-temp
+
+test-compiled: compiled test-tools
+	WSGISERVE_EXPECT_COMPILED=1 PYTHONPATH=$(abspath $(COMPILED)) PYTHONSAFEPATH=1 \
+	  $(BIN)/pytest --import-mode=append $(PYTEST_ARGS)
+
 # wrk comes from Debian's packages; installed on first use.
 bench-quick: $(STAMP)
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }
@@ -76,14 +95,15 @@ dist: $(STAMP)
 	rm -rf dist
 	$(BIN)/python -m build --outdir dist .
 
-# wsgiserve vs. other WSGI servers (wrk, peers in benchmarks/.venv-bench; ~15 min, needs 2 cores).
+# wsgiserve (pure Python and compiled) vs. other WSGI servers (wrk, peers in
+# benchmarks/.venv-bench; ~20 min, needs 2 cores).
 # Narrow it: make bench SCENARIOS=hello,big SERVERS=wsgiserve,granian BENCH_ARGS="--rounds 2"
 BENCH_PY := benchmarks/.venv-bench/bin/python
 SCENARIOS ?=
 SERVERS ?=
 BENCH_ARGS ?=
 
-bench:
+bench: compiled
 	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
 	$(PYTHON) benchmarks/setup_env.py
 	$(BENCH_PY) -m benchmarks.bench $(if $(SCENARIOS),--scenarios $(SCENARIOS)) $(if $(SERVERS),--servers $(SERVERS)) $(BENCH_ARGS)

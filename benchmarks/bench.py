@@ -299,7 +299,7 @@ def bench(args: argparse.Namespace) -> int:
         if peer.available():
             chosen.append(peer)
         else:
-            why = f"{peer.needs} is not installed in {sys.prefix}"
+            why = peer.missing(sys.prefix)
             if peer.name == "bjoern" and BJOERN_NOTE.exists():
                 why = BJOERN_NOTE.read_text().strip()
             missing[peer.name] = why

@@ -12,7 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import HOST
+from benchmarks.common import HOST, REPO_ROOT
+
+# `make compiled` puts the compiled build here; the wsgiserve-compiled peer imports it first.
+COMPILED = REPO_ROOT / "build" / "compiled"
 
 
 @dataclass(frozen=True)
@@ -42,9 +45,18 @@ class Peer:
     threaded: bool = True  # runs the app in a pool of `threads` threads
     multi_process: bool = False  # can run several worker processes (the -w 2 scenario)
     note: str = ""
+    built: Path | None = None  # a build this peer runs from, which must exist
 
     def available(self) -> bool:
+        if self.built is not None and not self.built.is_dir():
+            return False
         return importlib.util.find_spec(self.needs) is not None
+
+    def missing(self, prefix: str) -> str:
+        """Why `available()` is false."""
+        if self.built is not None and not self.built.is_dir():
+            return f"{self.built} is not built (make compiled)"
+        return f"{self.needs} is not installed in {prefix}"
 
 
 def _runner(module: str, extra: Callable[[Launch], list[str]]) -> Callable[[Launch], list[str]]:
@@ -54,25 +66,38 @@ def _runner(module: str, extra: Callable[[Launch], list[str]]) -> Callable[[Laun
     return argv
 
 
-PEERS: tuple[Peer, ...] = (
-    Peer(
+def _wsgiserve(x: Launch) -> list[str]:
+    return [
+        x.python,
+        "-m",
         "wsgiserve",
-        lambda x: [
-            x.python,
-            "-m",
-            "wsgiserve",
-            x.app,
-            "-b",
-            x.bind,
-            "-w",
-            str(x.workers),
-            "--threads",
-            str(x.threads),
-            "--log-level",
-            "warning",
-        ],
+        x.app,
+        "-b",
+        x.bind,
+        "-w",
+        str(x.workers),
+        "--threads",
+        str(x.threads),
+        "--log-level",
+        "warning",
+    ]
+
+
+def _wsgiserve_compiled(x: Launch) -> list[str]:
+    # The same command on the compiled build: PYTHONPATH puts it first, PYTHONSAFEPATH keeps
+    # the checkout (the working directory) from coming before it.
+    return ["env", f"PYTHONPATH={COMPILED}", "PYTHONSAFEPATH=1", *_wsgiserve(x)]
+
+
+PEERS: tuple[Peer, ...] = (
+    Peer("wsgiserve", _wsgiserve, needs="wsgiserve", multi_process=True),
+    Peer(
+        "wsgiserve-compiled",
+        _wsgiserve_compiled,
         needs="wsgiserve",
         multi_process=True,
+        note="the optional mypyc build (make compiled)",
+        built=COMPILED,
     ),
     Peer(
         "gunicorn-gthread",

@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from . import accesslog, config, gunicorn_settings, logs, tls
+from . import accesslog, build_info, config, gunicorn_settings, logs, tls
 from .accesslog import escape
 from .appload import check_identity, drop_privileges, load_app, prepare_process
 from .control import bind_control, control_path, query_status
@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         help="the WSGI app, like myapp:app or myapp:create_app()",
     )
-    parser.add_argument("--version", action="version", version=f"wsgiserve {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"wsgiserve {__version__} ({build_info.describe()})"
+    )
     parser.add_argument(
         "-c",
         "--config",

@@ -12,7 +12,7 @@ import os
 import secrets
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol, cast
 from urllib.parse import unquote_to_bytes
 
 import httptools
@@ -104,6 +104,18 @@ def connection_environ(base: Environ, sockname: Any, peername: Any) -> Environ:
     return environ
 
 
+class _ParsedURL(Protocol):
+    """What `httptools.parse_url` really returns: its stub says bytes, but a part the
+    target lacks is None (a compiled build checks the stub's types and would refuse it)."""
+
+    schema: bytes | None
+    host: bytes | None
+    port: int | None
+    path: bytes | None
+    query: bytes | None
+    userinfo: bytes | None
+
+
 def _split_target(method: str, target: bytes) -> tuple[bytes, bytes, str | None]:
     """(path, query, authority) from a request-target (RFC 9112 §3.2)."""
     if target[:1] == b"/":
@@ -121,7 +133,7 @@ def _split_target(method: str, target: bytes) -> tuple[bytes, bytes, str | None]
             raise BadRequest("asterisk-form is only for OPTIONS")
         return b"*", b"", None
     try:
-        url = httptools.parse_url(target)
+        url = cast(_ParsedURL, httptools.parse_url(target))
     except httptools.HttpParserInvalidURLError:
         raise BadRequest("unparseable request-target") from None
     if not url.schema or url.host is None:

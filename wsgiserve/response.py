@@ -43,12 +43,15 @@ _CACHE_LIMIT = 1024
 # bigger one crosses in slices through the write gate (see `Response.finish_with`).
 WHOLE_BODY_LIMIT = 1024 * 1024
 BODY_SLICE = 256 * 1024
-_status_lines: dict[str, tuple[bytes, int]] = {}
+_status_lines: dict[object, tuple[bytes, int]] = {}
 # Apps mostly send the same header list every time: validated and encoded once.
 # (encoded, content-length, close, has Date, has Server)
 _Prepared = tuple[bytes, "int | None", bool, bool, bool]
 _prepared: dict[Any, _Prepared] = {}
 _good_names: set[str] = set()
+
+
+TOO_LONG = "the app sent more than its Content-Length; extra bytes dropped"
 
 
 class InvalidResponse(Exception):
@@ -81,7 +84,7 @@ class FileWrapper:
             yield block
 
 
-def status_line(status: str) -> tuple[bytes, int]:
+def status_line(status: object) -> tuple[bytes, int]:
     """(b"HTTP/1.1 200 OK\\r\\n", 200), validated and cached."""
     cached = _status_lines.get(status)
     if cached is not None:
@@ -146,10 +149,13 @@ class Response:
 
     # -- PEP 3333 ----------------------------------------------------------------------
 
+    # What an app passes is checked here, so the parameters take any object: annotated
+    # narrower, a compiled build would refuse a wrong type before our message could say
+    # what is wrong.
     def start_response(
         self,
-        status: str,
-        headers: list[tuple[str, str]],
+        status: object,
+        headers: object,
         exc_info: ExcInfo | None = None,
     ) -> WriteCallable:
         if exc_info is not None:
@@ -165,12 +171,11 @@ class Response:
         self._code = code
         # RFC 9110 §6.4.1: no body for HEAD, 1xx (never reach here), 204 and 304.
         self._no_body = code == 204 or code == 304 or self._exchange.head_request
-        self._prepare_headers(headers)
-        self.app_headers = headers
+        self.app_headers = self._prepare_headers(headers)
         self.started = True
         return self.write
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: object) -> None:
         """Send one body block (the `write()` callable, and each block of the iterable)."""
         if not self.started:
             raise AssertionError("write() before start_response()")
@@ -189,7 +194,7 @@ class Response:
         if length is not None and self.sent + len(data) > length:
             data = data[: length - self.sent]
             self.close_after = True
-            exchange.log_error("the app sent more than its Content-Length; extra bytes dropped")
+            exchange.log_error(TOO_LONG)
             if not data:
                 return
         self.sent += len(data)
@@ -245,7 +250,7 @@ class Response:
             body = body[:length]
             size = length
             self.close_after = True
-            self._exchange.log_error("the app sent more than its Content-Length; extra dropped")
+            self._exchange.log_error(TOO_LONG)
         self.sent = size
         if size > WHOLE_BODY_LIMIT:
             # Posted whole, a big body would sit in the transport for as long as a slow
@@ -268,7 +273,8 @@ class Response:
 
     # -- headers ---------------------------------------------------------------------------
 
-    def _prepare_headers(self, headers: list[tuple[str, str]]) -> None:
+    def _prepare_headers(self, headers: object) -> list[tuple[str, str]]:
+        """Check and encode the app's headers; return them, now known to be (str, str)."""
         if type(headers) is not list:
             raise InvalidResponse("response headers must be a list")
         try:
@@ -287,6 +293,7 @@ class Response:
         if not has_server:
             encoded += clock.server_header
         self._headers = encoded
+        return headers
 
     def _head(self, known_length: int | None) -> bytes:
         """Serialise the head; `known_length` is the body size when the body is already complete."""
@@ -337,7 +344,7 @@ def plain_error(status: str, message: str) -> tuple[str, list[tuple[str, str]], 
     return status, headers, body
 
 
-def _check_headers(headers: list[tuple[str, str]]) -> _Prepared:
+def _check_headers(headers: list[object]) -> _Prepared:
     """Validate the app's headers; drop hop-by-hop ones; note what the framing needs."""
     lines = []
     content_length = None

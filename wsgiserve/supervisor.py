@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import logs
+from . import build_info, logs
 from .balance import SharedCounts
 from .call import App
 from .config import Hooks
@@ -110,7 +110,12 @@ class Supervisor:
             self.load_app = lambda: app
         self._write_pidfile()
         _set_title("master", self.settings.proc_name)
-        log.info("Starting wsgiserve %s supervisor with pid %d", __version__, os.getpid())
+        log.info(
+            "Starting wsgiserve %s (%s) supervisor with pid %d",
+            __version__,
+            build_info.describe(),
+            os.getpid(),
+        )
         for listener in self.listeners:
             log.info("Listening at: %s (%d)", listener.url, os.getpid())
         log.info("Using worker: event loop + %d threads", self.settings.threads)

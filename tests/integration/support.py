@@ -29,9 +29,13 @@ LISTENING = re.compile(r"Listening at: (?P<address>\S+) \((?P<pid>\d+)\)")
 
 
 def subprocess_env() -> dict[str, str]:
-    """The environment for a server subprocess: the repository importable, output unbuffered."""
+    """The environment for a server subprocess: the repository importable, output unbuffered.
+
+    The repository goes after what PYTHONPATH already names, so that the compiled build
+    `make test-compiled` puts there is the wsgiserve a subprocess imports.
+    """
     env = dict(os.environ)
-    parts = [str(REPO_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    parts = [*filter(None, env.get("PYTHONPATH", "").split(os.pathsep)), str(REPO_ROOT)]
     env["PYTHONPATH"] = os.pathsep.join(parts)
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import threading
@@ -29,6 +30,11 @@ def test_version() -> None:
     output = result.stdout + result.stderr
     assert wsgiserve.__version__ in output
     assert re.search(r"\d+\.\d+", output)
+    # Which build answers: `make test-compiled` runs this suite on the compiled one.
+    build = (
+        "compiled (11 modules)" if os.environ.get("WSGISERVE_EXPECT_COMPILED") else "pure Python"
+    )
+    assert f"({build})" in output
 
 
 def test_help_mentions_every_documented_flag() -> None:

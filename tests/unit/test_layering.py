@@ -50,7 +50,16 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # The loop side: parsing a connection's bytes, the connection, one process's server.
     "loop": ("parser", "uwsgi", "proxy_protocol", "context", "connection", "server"),
     # The process level: running servers, workers, the supervisor, the command line.
-    "process": ("serving", "worker", "roster", "supervisor", "cli", "__init__", "__main__"),
+    "process": (
+        "build_info",
+        "serving",
+        "worker",
+        "roster",
+        "supervisor",
+        "cli",
+        "__init__",
+        "__main__",
+    ),
 }
 LAYER_OF = {module: rank for rank, layer in enumerate(LAYERS.values()) for module in layer}
 # Worker-side and pure modules run in worker threads or hold no I/O at all.

@@ -1,17 +1,19 @@
 """The worker side of a response: `start_response` rules, header checks, the framing
-decision and the serialised head, against a fake `Exchange` that records what would be sent.
+decision and the serialised head, through a real `Exchange` whose connection records what
+would be sent.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
 
-from wsgiserve.exchange import ServerClock
+from wsgiserve.exchange import Exchange, ServerClock, Wire
+from wsgiserve.flow import WriteGate
 from wsgiserve.response import ExcInfo, FileWrapper, InvalidResponse, Response, status_line
 
 TEXT = ("Content-Type", "text/plain")
@@ -24,35 +26,52 @@ def make_clock() -> ServerClock:
     return clock
 
 
-@dataclass
-class FakeExchange:
-    """The worker-side surface of `wsgiserve.exchange.Exchange`, recording instead of posting."""
+class FinishedBody:
+    """A request body that has fully arrived, as `Exchange.may_keep_alive` sees one."""
 
-    version: str = "1.1"
-    head_request: bool = False
-    keep_alive: bool = True
-    clock: ServerClock = field(default_factory=make_clock)
-    sent: list[bytes] = field(default_factory=list)
-    ended: list[tuple[bytes, bool]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    complete = True
+    expect_continue = False
 
-    def no_body(self, code: int) -> bool:
-        return self.head_request or code < 200 or code in (204, 304)
+    def remaining(self) -> int | None:
+        return 0
 
-    def may_keep_alive(self) -> bool:
-        return self.keep_alive
 
-    # What crosses to the loop is bytes, or a tuple of pieces for writelines.
-    def send(self, data: bytes | tuple[bytes, ...]) -> None:
+class Recorder:
+    """A real `Exchange` whose connection records what the loop would write.
+
+    The exchange posts straight back to `on_send` / `on_end` (no loop between them), and
+    every byte counts as written at once, so the write gate never holds the test up.
+    """
+
+    def __init__(
+        self, version: str = "1.1", head_request: bool = False, keep_alive: bool = True
+    ) -> None:
+        environ = {"REQUEST_METHOD": "HEAD" if head_request else "GET", "PATH_INFO": "/"}
+        self.gate = WriteGate()
+        self.exchange = Exchange(
+            self, environ, FinishedBody(), version, keep_alive, self.gate, make_clock(), _call
+        )
+        self.sent: list[bytes] = []
+        self.ended: list[tuple[bytes, bool]] = []
+
+    # -- ResponseSink: what the connection would write ----------------------------------
+
+    def on_send(self, data: Wire) -> None:
         assert not self.ended, "bytes sent after the end"
-        self.sent.append(data if isinstance(data, bytes) else b"".join(data))
+        self.sent.append(self._written(data))
 
-    def end(self, data: bytes | tuple[bytes, ...], keep_alive: bool) -> None:
+    def on_end(self, ending: tuple[Wire, bool]) -> None:
         assert not self.ended, "ended twice"
-        self.ended.append((data if isinstance(data, bytes) else b"".join(data), keep_alive))
+        data, keep_alive = ending
+        self.ended.append((self._written(data), keep_alive))
 
-    def log_error(self, message: str) -> None:
-        self.errors.append(message)
+    def on_abort(self, exchange: Exchange) -> None:
+        raise AssertionError("a response that aborts is not a response test")
+
+    def _written(self, data: Wire) -> bytes:
+        joined = data if isinstance(data, bytes) else b"".join(data)
+        self.gate.written(len(joined))
+        return joined
 
     @property
     def wire(self) -> bytes:
@@ -64,6 +83,10 @@ class FakeExchange:
         return ending[1]
 
 
+def _call(callback: Callable[[Any], None], argument: Any) -> None:
+    callback(argument)
+
+
 def caught(error: BaseException) -> ExcInfo:
     """The `sys.exc_info()` an app would pass after catching `error`."""
     try:
@@ -72,9 +95,8 @@ def caught(error: BaseException) -> ExcInfo:
         return type(error), error, error.__traceback__
 
 
-def new_response(exchange: FakeExchange) -> Response:
-    # A structural fake of the few Exchange members Response uses; Response takes the class.
-    return Response(exchange)  # type: ignore[arg-type]
+def new_response(recorder: Recorder) -> Response:
+    return Response(recorder.exchange)
 
 
 def split(wire: bytes) -> tuple[bytes, list[tuple[bytes, bytes]], bytes]:
@@ -93,7 +115,7 @@ def header(headers: list[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
 
 
 def respond(
-    exchange: FakeExchange,
+    exchange: Recorder,
     status: str,
     headers: list[tuple[str, str]],
     parts: Iterable[bytes],
@@ -160,7 +182,7 @@ def test_invalid_status_is_refused(status: Any) -> None:
     with pytest.raises(InvalidResponse):
         status_line(status)
     with pytest.raises(InvalidResponse):
-        new_response(FakeExchange()).start_response(status, [TEXT])
+        new_response(Recorder()).start_response(status, [TEXT])
 
 
 # -- headers ---------------------------------------------------------------------------
@@ -195,14 +217,14 @@ def test_invalid_status_is_refused(status: Any) -> None:
     ids=repr,
 )
 def test_invalid_headers_are_refused(headers: Any) -> None:
-    response = new_response(FakeExchange())
+    response = new_response(Recorder())
     with pytest.raises(InvalidResponse):
         response.start_response("200 OK", headers)
     assert not response.started
 
 
 def test_valid_header_values_pass_through() -> None:
-    exchange = FakeExchange()
+    exchange = Recorder()
     headers = [TEXT, ("X-Tab", "a\tb"), ("X-Latin", "caf\xe9"), ("X-Empty", "")]
     respond(exchange, "200 OK", headers, [b"hi"], "list")
     _, got, body = split(exchange.wire)
@@ -213,13 +235,13 @@ def test_valid_header_values_pass_through() -> None:
 
 
 def test_date_and_server_are_added_unless_the_app_sets_them() -> None:
-    exchange = FakeExchange()
+    exchange = Recorder()
     respond(exchange, "200 OK", [TEXT], [b"x"], "list")
     _, got, _ = split(exchange.wire)
     assert header(got, b"date") == [DATE]
     assert header(got, b"server") == [b"wsgiserve"]
 
-    exchange = FakeExchange()
+    exchange = Recorder()
     own = [TEXT, ("server", "mine"), ("DATE", "Sat, 01 Jan 2000 00:00:00 GMT")]
     respond(exchange, "200 OK", own, [b"x"], "list")
     _, got, _ = split(exchange.wire)
@@ -228,7 +250,7 @@ def test_date_and_server_are_added_unless_the_app_sets_them() -> None:
 
 
 def test_hop_by_hop_headers_from_the_app_are_not_sent() -> None:
-    exchange = FakeExchange()
+    exchange = Recorder()
     hop = [
         ("Transfer-Encoding", "gzip"),
         ("Keep-Alive", "timeout=99"),
@@ -248,7 +270,7 @@ def test_hop_by_hop_headers_from_the_app_are_not_sent() -> None:
 
 
 def test_connection_close_from_the_app_closes() -> None:
-    exchange = FakeExchange()
+    exchange = Recorder()
     respond(exchange, "200 OK", [TEXT, ("Connection", "Close")], [b"x"], "list")
     _, got, _ = split(exchange.wire)
     assert header(got, b"connection") == [b"close"]
@@ -259,7 +281,7 @@ def test_connection_close_from_the_app_closes() -> None:
 
 
 def test_list_body_gets_its_length() -> None:
-    exchange = FakeExchange()
+    exchange = Recorder()
     respond(exchange, "200 OK", [TEXT], [b"abc", b"de"], "list")
     first, got, body = split(exchange.wire)
     assert first == b"HTTP/1.1 200 OK"
@@ -271,7 +293,7 @@ def test_list_body_gets_its_length() -> None:
 
 @pytest.mark.parametrize("shape", ["list", "stream"])
 def test_apps_content_length_is_kept(shape: str) -> None:
-    exchange = FakeExchange()
+    exchange = Recorder()
     respond(exchange, "200 OK", [TEXT, ("Content-Length", "5")], [b"abc", b"de"], shape)
     _, got, body = split(exchange.wire)
     assert header(got, b"content-length") == [b"5"]
@@ -281,7 +303,7 @@ def test_apps_content_length_is_kept(shape: str) -> None:
 
 
 def test_streamed_body_is_chunked_on_http11() -> None:
-    exchange = FakeExchange()
+    exchange = Recorder()
     respond(exchange, "200 OK", [TEXT], [b"abc", b"", b"0123456789abcdefX"], "stream")
     _, got, body = split(exchange.wire)
     assert header(got, b"transfer-encoding") == [b"chunked"]
@@ -291,7 +313,7 @@ def test_streamed_body_is_chunked_on_http11() -> None:
 
 
 def test_streamed_body_is_close_delimited_on_http10() -> None:
-    exchange = FakeExchange(version="1.0")
+    exchange = Recorder(version="1.0")
     respond(exchange, "200 OK", [TEXT], [b"abc", b"def"], "stream")
     _, got, body = split(exchange.wire)
     assert header(got, b"transfer-encoding") == []
@@ -302,7 +324,7 @@ def test_streamed_body_is_close_delimited_on_http10() -> None:
 
 
 def test_http10_keep_alive_is_announced() -> None:
-    exchange = FakeExchange(version="1.0")
+    exchange = Recorder(version="1.0")
     respond(exchange, "200 OK", [TEXT], [b"abc"], "list")
     _, got, _ = split(exchange.wire)
     assert header(got, b"connection") == [b"keep-alive"]
@@ -311,7 +333,7 @@ def test_http10_keep_alive_is_announced() -> None:
 
 @pytest.mark.parametrize("version", ["1.0", "1.1"])
 def test_no_keep_alive_means_close(version: str) -> None:
-    exchange = FakeExchange(version=version, keep_alive=False)
+    exchange = Recorder(version=version, keep_alive=False)
     respond(exchange, "200 OK", [TEXT], [b"abc"], "list")
     _, got, _ = split(exchange.wire)
     assert header(got, b"connection") == [b"close"]
@@ -319,7 +341,7 @@ def test_no_keep_alive_means_close(version: str) -> None:
 
 
 def test_empty_streamed_body() -> None:
-    exchange = FakeExchange()
+    exchange = Recorder()
     respond(exchange, "200 OK", [TEXT], [], "stream")
     _, got, body = split(exchange.wire)
     assert header(got, b"content-length") == [b"0"]
@@ -329,7 +351,7 @@ def test_empty_streamed_body() -> None:
 
 @pytest.mark.parametrize("shape", ["list", "stream"])
 def test_no_body_and_no_length_for_204(shape: str) -> None:
-    exchange = FakeExchange()
+    exchange = Recorder()
     respond(exchange, "204 No Content", [TEXT, ("Content-Length", "4")], [b"body"], shape)
     first, got, body = split(exchange.wire)
     assert first == b"HTTP/1.1 204 No Content"
@@ -340,7 +362,7 @@ def test_no_body_and_no_length_for_204(shape: str) -> None:
 
 @pytest.mark.parametrize("shape", ["list", "stream"])
 def test_no_body_and_no_framing_for_304(shape: str) -> None:
-    exchange = FakeExchange()
+    exchange = Recorder()
     respond(exchange, "304 Not Modified", [("ETag", '"x"')], [b"body"], shape)
     _, got, body = split(exchange.wire)
     assert header(got, b"content-length") == []
@@ -351,7 +373,7 @@ def test_no_body_and_no_framing_for_304(shape: str) -> None:
 
 @pytest.mark.parametrize("shape", ["list", "stream"])
 def test_head_keeps_the_apps_length_and_sends_no_body(shape: str) -> None:
-    exchange = FakeExchange(head_request=True)
+    exchange = Recorder(head_request=True)
     respond(exchange, "200 OK", [TEXT, ("Content-Length", "4")], [b"body"], shape)
     _, got, body = split(exchange.wire)
     assert header(got, b"content-length") == [b"4"]
@@ -374,7 +396,7 @@ def test_head_keeps_the_apps_length_and_sends_no_body(shape: str) -> None:
 def test_head_never_invents_a_length(parts: list[bytes], shape: str) -> None:
     """RFC 9110 §8.6, §9.3.2: a HEAD response without the app's Content-Length states one
     only when the app produced the whole, non-empty body GET would send (a list)."""
-    exchange = FakeExchange(head_request=True)
+    exchange = Recorder(head_request=True)
     respond(exchange, "200 OK", [TEXT], parts, shape)
     _, got, body = split(exchange.wire)
     assert header(got, b"content-length") == []
@@ -384,7 +406,7 @@ def test_head_never_invents_a_length(parts: list[bytes], shape: str) -> None:
 
 
 def test_head_reports_a_list_bodys_length() -> None:
-    exchange = FakeExchange(head_request=True)
+    exchange = Recorder(head_request=True)
     respond(exchange, "200 OK", [TEXT], [b"ab", b"cd"], "list")
     _, got, body = split(exchange.wire)
     assert header(got, b"content-length") == [b"4"]
@@ -393,7 +415,7 @@ def test_head_reports_a_list_bodys_length() -> None:
 
 @pytest.mark.parametrize("shape", ["list", "stream"])
 def test_head_on_http10_closing_says_close(shape: str) -> None:
-    exchange = FakeExchange(version="1.0", head_request=True, keep_alive=False)
+    exchange = Recorder(version="1.0", head_request=True, keep_alive=False)
     respond(exchange, "200 OK", [TEXT], [b"body"], shape)
     _, got, _ = split(exchange.wire)
     assert header(got, b"connection") == [b"close"]
@@ -405,19 +427,21 @@ def test_head_on_http10_closing_says_close(shape: str) -> None:
 
 @pytest.mark.parametrize("shape", ["list", "stream"])
 def test_body_beyond_the_content_length_is_dropped_and_the_connection_closed(
-    shape: str,
+    shape: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    exchange = FakeExchange()
+    exchange = Recorder()
     respond(exchange, "200 OK", [TEXT, ("Content-Length", "4")], [b"abc", b"dXYZ"], shape)
     _, _, body = split(exchange.wire)
     assert body == b"abcd"
     assert not exchange.kept_alive
-    assert exchange.errors
+    assert [r.message for r in caplog.records if r.levelno == logging.ERROR] == [
+        "GET /: the app sent more than its Content-Length; extra bytes dropped"
+    ]
 
 
 @pytest.mark.parametrize("shape", ["list", "stream"])
 def test_body_short_of_the_content_length_cannot_complete(shape: str) -> None:
-    exchange = FakeExchange()
+    exchange = Recorder()
     with pytest.raises(Exception, match="less than its Content-Length"):
         respond(exchange, "200 OK", [TEXT, ("Content-Length", "10")], [b"abc"], shape)
     assert exchange.ended == []
@@ -430,14 +454,14 @@ def test_body_short_of_the_content_length_cannot_complete(shape: str) -> None:
 
 
 def test_second_start_response_without_exc_info_is_an_error() -> None:
-    response = new_response(FakeExchange())
+    response = new_response(Recorder())
     response.start_response("200 OK", [TEXT])
     with pytest.raises(AssertionError):
         response.start_response("200 OK", [TEXT])
 
 
 def test_exc_info_before_the_head_replaces_status_and_headers() -> None:
-    exchange = FakeExchange()
+    exchange = Recorder()
     response = new_response(exchange)
     response.start_response("200 OK", [TEXT, ("X-Old", "1")])
     response.start_response("500 Oops", [TEXT, ("X-New", "1")], caught(ValueError("trouble")))
@@ -451,7 +475,7 @@ def test_exc_info_before_the_head_replaces_status_and_headers() -> None:
 
 
 def test_exc_info_after_the_head_reraises_the_apps_error() -> None:
-    exchange = FakeExchange()
+    exchange = Recorder()
     response = new_response(exchange)
     write = response.start_response("200 OK", [TEXT])
     write(b"started")
@@ -463,14 +487,14 @@ def test_exc_info_after_the_head_reraises_the_apps_error() -> None:
 
 
 def test_write_before_start_response_is_an_error() -> None:
-    response = new_response(FakeExchange())
+    response = new_response(Recorder())
     with pytest.raises(AssertionError):
         response.write(b"early")
 
 
 @pytest.mark.parametrize("data", ["text", 42, None, [b"a"]], ids=repr)
 def test_write_refuses_what_is_not_bytes(data: Any) -> None:
-    exchange = FakeExchange()
+    exchange = Recorder()
     response = new_response(exchange)
     response.start_response("200 OK", [TEXT])
     with pytest.raises(TypeError):
@@ -479,7 +503,7 @@ def test_write_refuses_what_is_not_bytes(data: Any) -> None:
 
 
 def test_write_takes_bytes_like_objects_and_skips_empty_ones() -> None:
-    exchange = FakeExchange()
+    exchange = Recorder()
     response = new_response(exchange)
     write: Any = response.start_response("200 OK", [TEXT, ("Content-Length", "6")])
     write(b"")
@@ -494,7 +518,7 @@ def test_write_takes_bytes_like_objects_and_skips_empty_ones() -> None:
 
 
 def test_the_head_goes_out_once_with_the_first_block() -> None:
-    exchange = FakeExchange()
+    exchange = Recorder()
     response = new_response(exchange)
     write = response.start_response("200 OK", [TEXT, ("Content-Length", "4")])
     assert exchange.sent == []
