@@ -166,7 +166,7 @@ async def _context(app: Callable[..., Any]) -> tuple[InlinePool, ConnectionConte
     server.pool.stop()
     assert server.context is not None
     pool = InlinePool(functools.partial(run_app, app))
-    context = dataclasses.replace(server.context, pool=pool, post=pool.post)  # type: ignore[arg-type]
+    context = dataclasses.replace(server.context, pool=pool, post=pool.post)
     return pool, context
 
 

@@ -257,6 +257,10 @@ def write_json(
     return path
 
 
+# wsgiserve in red, its compiled build in orange, every peer in grey.
+_COLORS = {BASELINE: "#d62728", "wsgiserve-compiled": "#ff7f0e"}
+
+
 def write_chart(
     path: Path, results: list[ScenarioResult], machine: dict[str, Any], t_start: float
 ) -> Path:
@@ -271,7 +275,7 @@ def write_chart(
     for ax, res in zip(axes.flat, results, strict=False):
         data = sorted(summarize(res), key=lambda s: s.rps)
         base = next((s.rps for s in data if s.server == BASELINE), None)
-        colors = ["#d62728" if s.server == BASELINE else "#7f7f7f" for s in data]
+        colors = [_COLORS.get(s.server, "#7f7f7f") for s in data]
         bars = ax.barh([s.server for s in data], [s.rps for s in data], color=colors)
         for bar, s in zip(bars, data, strict=True):
             label = f" {s.rps:,.0f}" + (f" ({s.rps / base:.2f}x)" if base else "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .flow import ResponseBudget
 from .state import Limits
@@ -13,9 +13,21 @@ if TYPE_CHECKING:
     from .environ import Environ
     from .exchange import ServerClock
     from .parser import Parser, RequestSink
-    from .pool import WorkerPool
     from .proxy import TrustedProxies
     from .settings import Settings
+
+
+class LoopSidePool(Protocol):
+    """The thread pool as a connection uses it, on the loop thread (`pool.WorkerPool`)."""
+
+    @property
+    def in_flight(self) -> int: ...
+    @property
+    def crowded_at(self) -> int: ...
+    def submit(self, job: Any) -> None: ...
+    def finished(self) -> None: ...
+    def post(self, callback: Callable[[Any], None], argument: Any) -> None: ...
+    def after_batch(self, callback: Callable[[], None]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +55,7 @@ class ConnectionContext:
     settings: Settings
     limits: Limits
     clock: ServerClock
-    pool: WorkerPool[Any]
+    pool: LoopSidePool
     proxies: TrustedProxies
     environ_base: Environ
     head_limit: int

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -66,6 +67,16 @@ class CrowdedPool:
         self.in_flight += 1
         self.submitted.append(job)
 
+    # Nothing here runs an app, so nothing finishes or posts back.
+    def finished(self) -> None:
+        raise AssertionError("no request runs in this pool")
+
+    def post(self, callback: Callable[[Any], None], argument: Any) -> None:
+        raise AssertionError("no request runs in this pool")
+
+    def after_batch(self, callback: Callable[[], None]) -> None:
+        raise AssertionError("no request runs in this pool")
+
 
 def _connection(pool: CrowdedPool) -> tuple[HttpConnection, RecordingTransport]:
     async def context() -> Any:
@@ -73,7 +84,7 @@ def _connection(pool: CrowdedPool) -> tuple[HttpConnection, RecordingTransport]:
         await server.start([])
         server.pool.stop()
         assert server.context is not None
-        return dataclasses.replace(server.context, pool=pool)  # type: ignore[arg-type]
+        return dataclasses.replace(server.context, pool=pool)
 
     connection = HttpConnection(asyncio.run(context()))
     transport = RecordingTransport()
