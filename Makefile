@@ -73,7 +73,12 @@ test: lint test-tools
 # the ones it imported (tests/unit/test_build_info.py, test_cli.py's test_version).
 COMPILED := build/compiled
 
+# A C compiler and Python.h: Debian's packages on first use, like wrk.
 compiled: $(STAMP)
+	@command -v cc >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends gcc libc6-dev; }
+	@$(BIN)/python -c "import os, sysconfig; os.stat(sysconfig.get_paths()['include'] + '/Python.h')" \
+	  2>/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-dev; }
 	rm -rf $(COMPILED) build/compiled-temp
 	WSGISERVE_COMPILE=1 $(BIN)/python setup.py -q build --build-lib $(COMPILED) \
 	  --build-temp build/compiled-temp
