@@ -180,9 +180,7 @@ class Response:
         if not self.started:
             raise AssertionError("write() before start_response()")
         if type(data) is not bytes:
-            if not isinstance(data, (bytes, bytearray, memoryview)):
-                raise TypeError(f"the app produced {type(data).__name__}, not bytes")
-            data = bytes(data)
+            data = _as_bytes(data)
         if not data:
             return
         exchange = self._exchange
@@ -227,14 +225,14 @@ class Response:
             raise AssertionError("complete() before finish()")
         self._exchange.end(self._ending, not self.close_after)
 
-    def finish_with(self, body: bytes) -> None:
+    def finish_with(self, body: object) -> None:
         """The whole body at once (the app returned a list): head and body cross in one hop."""
         if self.head_sent:  # the app used write() first
             self.write(body)
             self.finish()
             return
         if type(body) is not bytes:
-            body = b"".join([body])  # raises TypeError for str, like write() would
+            body = _as_bytes(body)
         size = len(body)
         head = self._head(size)
         self.head_sent = True
@@ -327,6 +325,13 @@ class Response:
         elif exchange.version != "1.1":
             head += b"Connection: keep-alive\r\n"
         return self._status_line + head + b"\r\n"
+
+
+def _as_bytes(data: object) -> bytes:
+    """A body block that is not `bytes` as bytes, or a TypeError that names what it is."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"the app produced {type(data).__name__}, not bytes")
+    return bytes(data)
 
 
 def _without_content_length(head: bytes) -> bytes:
