@@ -16,7 +16,7 @@ help:
 	@echo "make compiled     the optional compiled build (mypyc) into build/compiled; see the README"
 	@echo "make test-compiled  the test suite again, on the compiled build"
 	@echo "make bench-quick  wsgiserve vs a do-nothing uvloop+httptools responder (needs 2 cores)"
-	@echo "make bench        wsgiserve vs gunicorn, waitress, granian and others (~15 min)"
+	@echo "make bench        wsgiserve vs gunicorn, waitress, granian and others (~20 min)"
 	@echo "make dist         build the sdist and the wheel (wsgiserve-server) into dist/"
 	@echo "make fuzz         fuzz the request parser against h11 for FUZZ_SECONDS (default 60)"
 

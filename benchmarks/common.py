@@ -33,7 +33,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 20.0  # seconds
 STOP_TIMEOUT = 5.0  # seconds
 PR_SET_PDEATHSIG = 1
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 class BenchError(Exception):
@@ -242,18 +241,6 @@ class Server:
                 )
             time.sleep(0.05)
         self.startup_s = time.monotonic() - self._t0
-
-    def cpu_seconds(self) -> float | None:
-        """User+system CPU time of the server process (all threads), from /proc."""
-        if self.proc is None:
-            return None
-        try:
-            with open(f"/proc/{self.proc.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            return None
-        # After "pid (comm)": field 3 is state, so utime/stime (fields 14/15) are at 11/12.
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
     def check_alive(self) -> None:
         if self.proc is None:
