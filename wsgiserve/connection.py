@@ -359,9 +359,7 @@ class HttpConnection(asyncio.Protocol):
             else:
                 self._write(data)
         if not keep_alive or not exchange.keep_alive:
-            unread = self._receiving is exchange
-            self._stop_reading()
-            if unread:
+            if self._receiving is exchange:  # both stop reading first
                 self._close_lingering()  # the client may still be sending the body
             else:
                 self._close()
