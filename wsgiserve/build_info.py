@@ -10,13 +10,12 @@ import importlib.machinery
 import sys
 
 # The modules a request passes through, compiled by `make compiled` (WSGISERVE_COMPILE=1).
-# context.py stays interpreted: mypyc cannot build its dataclass, whose field types are
-# imported only for type checking.
 COMPILED_MODULES = (
     "body",
     "call",
     "chunk_lines",
     "connection",
+    "context",
     "environ",
     "exchange",
     "flow",
@@ -41,7 +40,7 @@ def compiled() -> list[str]:
 
 
 def describe() -> str:
-    """For --version and the startup log: 'compiled, 13 modules' or 'pure Python'."""
+    """For --version and the startup log: 'compiled, 14 modules' or 'pure Python'."""
     for name in COMPILED_MODULES:
         __import__(f"wsgiserve.{name}")
     found = compiled()

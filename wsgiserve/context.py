@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+from .environ import Environ
+from .exchange import ServerClock
 from .flow import ResponseBudget
+from .parser import Parser, RequestSink
+from .proxy import TrustedProxies
+from .settings import Settings
 from .state import Limits
-
-if TYPE_CHECKING:
-    from .environ import Environ
-    from .exchange import ServerClock
-    from .parser import Parser, RequestSink
-    from .proxy import TrustedProxies
-    from .settings import Settings
 
 
 class LoopSidePool(Protocol):

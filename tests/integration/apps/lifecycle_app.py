@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -32,7 +33,11 @@ WEDGE_SIGNAL = signal.SIGUSR2
 _kept: list[bytes] = []
 
 
+_wedged = threading.Event()
+
+
 def _wedge(_signum: int, _frame: object) -> None:
+    _wedged.set()
     while True:
         time.sleep(3600)
 
@@ -71,5 +76,8 @@ def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         return _text(start_response, pid)
     if path == "/wedge":
         os.kill(os.getpid(), WEDGE_SIGNAL)
+        # The handler runs when the loop's thread next runs Python: a compiled loop could
+        # write this answer first. Answer only once the loop is stuck, so it never leaves.
+        _wedged.wait(30)
         return _text(start_response, b"wedged")
     return _text(start_response, b"not found", "404 Not Found")
